@@ -1,0 +1,107 @@
+//! greenflow's settings model.
+//!
+//! This crate turns `greenflow.yaml`, the process environment and an optional `.secrets.env` into one validated
+//! [`Settings`] value. It knows the defaults (so no file is needed at all), the names of the original project's
+//! variables, and where data and state live. It does not start anything, render any file or talk to any server.
+//!
+//! Every error names the key or variable at fault and says how to fix it.
+
+mod env;
+mod error;
+mod model;
+mod paths;
+mod secret;
+mod suggest;
+
+pub use env::{Env, SecretVar};
+pub use error::ConfigError;
+pub use model::{
+    CaddyConfig, Config, GrafanaConfig, LocalClusterConfig, PathsConfig, PublicAddress, RemoteWriteConfig, Retention,
+    SinkConfig, VictoriaMetricsConfig,
+};
+pub use paths::Paths;
+pub use secret::Secret;
+
+use std::path::{Path, PathBuf};
+
+/// The file name greenflow looks for, upward from the working directory.
+pub const CONFIG_FILE_NAME: &str = "greenflow.yaml";
+/// The secrets file read next to the configuration file (or in the working directory).
+pub const SECRETS_FILE_NAME: &str = ".secrets.env";
+
+/// Everything a command needs to know before doing any work: the parsed configuration, where it came from, the
+/// environment (with `.secrets.env` merged in) and the resolved directories.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The validated configuration (defaults where the file is silent).
+    pub config: Config,
+    /// The configuration file that was read, if any.
+    pub config_file: Option<PathBuf>,
+    /// The directory that holds the configuration file (or the working directory when there is none).
+    pub project_dir: PathBuf,
+    /// The environment: process variables, then `.secrets.env` for those that are unset.
+    pub env: Env,
+    /// Data and state directories.
+    pub paths: Paths,
+}
+
+impl Settings {
+    /// Loads settings the way the CLI does: `explicit` (from `--config`) if given, else `greenflow.yaml` found upward
+    /// from `cwd`, else defaults. `process_env` is the process environment.
+    pub fn load(
+        explicit: Option<&Path>,
+        cwd: &Path,
+        process_env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let config_file = match explicit {
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(ConfigError::ConfigFileMissing { path: path.to_owned() });
+                }
+                Some(path.to_owned())
+            }
+            None => find_upward(cwd, CONFIG_FILE_NAME),
+        };
+        let project_dir = config_file
+            .as_deref()
+            .and_then(Path::parent)
+            .map(|p| if p.as_os_str().is_empty() { cwd.to_owned() } else { p.to_owned() })
+            .unwrap_or_else(|| cwd.to_owned());
+        let config = match &config_file {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        let env = Env::load(process_env, &project_dir.join(SECRETS_FILE_NAME))?;
+        let paths = Paths::resolve(&config.paths, &env, &project_dir)?;
+        let settings = Self { config, config_file, project_dir, env, paths };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what can only be checked once the environment is known.
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.public_address().map(|_| ())
+    }
+
+    /// The address the cluster uses to reach the sink, if one is configured: `EXPERIMENT_STORAGE_URL` (full
+    /// remote-write URL) wins, then `sink.public_host`, then `NODENAME` + `TAILSCALE_DOMAIN`.
+    pub fn public_address(&self) -> Result<Option<PublicAddress>, ConfigError> {
+        if let Some(url) = self.env.get("EXPERIMENT_STORAGE_URL").filter(|v| !v.is_empty()) {
+            return PublicAddress::from_remote_write_url(url, "EXPERIMENT_STORAGE_URL").map(Some);
+        }
+        if let Some(host) = &self.config.sink.public_host {
+            return PublicAddress::parse(host, "sink.public_host").map(Some);
+        }
+        match (self.env.get("NODENAME"), self.env.get("TAILSCALE_DOMAIN")) {
+            (Some(node), Some(domain)) if !node.is_empty() && !domain.is_empty() => {
+                PublicAddress::parse(&format!("{node}.{domain}"), "NODENAME/TAILSCALE_DOMAIN").map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Looks for `name` in `start` and each of its ancestors.
+pub fn find_upward(start: &Path, name: &str) -> Option<PathBuf> {
+    start.ancestors().map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
+}

@@ -1,0 +1,85 @@
+//! The Caddyfile of the sink: a loopback site and, when configured, the public site, both with the same routes.
+
+use askama::Template;
+
+use crate::RenderError;
+use crate::escape::check_caddy_token;
+
+/// Which spelling of the basic-auth directive the installed Caddy understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthDirective {
+    /// `basicauth`: Caddy 2.6 and 2.7.
+    Basicauth,
+    /// `basic_auth`: Caddy 2.8 and later (where `basicauth` is deprecated).
+    BasicAuth,
+}
+
+impl AuthDirective {
+    /// Picks the directive for a Caddy version (major, minor).
+    pub fn for_version(major: u32, minor: u32) -> Self {
+        if (major, minor) >= (2, 8) { Self::BasicAuth } else { Self::Basicauth }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Basicauth => "basicauth",
+            Self::BasicAuth => "basic_auth",
+        }
+    }
+}
+
+/// What the Caddyfile needs.
+#[derive(Debug, Clone)]
+pub struct CaddyfileInput {
+    /// Admin API address, e.g. `127.0.0.1:2019`.
+    pub admin_listen: String,
+    /// Port of the loopback site.
+    pub loopback_port: u16,
+    /// Public site address (`https://laptop.tail1234.ts.net`), already validated as scheme + host + port.
+    pub public_site: Option<String>,
+    /// Basic-auth user name (setting `sink.username`).
+    pub username: String,
+    /// bcrypt hash of the password (`$2b$...`).
+    pub password_hash: String,
+    /// VictoriaMetrics' address, e.g. `127.0.0.1:8428`.
+    pub victoria_metrics: String,
+    /// Grafana's address, when it runs.
+    pub grafana: Option<String>,
+    /// The directive spelling for the installed Caddy.
+    pub auth_directive: AuthDirective,
+}
+
+#[derive(Template)]
+#[template(path = "caddy/Caddyfile.caddy")]
+struct CaddyfileTemplate<'a> {
+    admin_listen: &'a str,
+    loopback_port: u16,
+    public_site: Option<&'a str>,
+    tailnet: bool,
+    username: &'a str,
+    password_hash: &'a str,
+    victoria_metrics: &'a str,
+    grafana: Option<&'a str>,
+    auth_directive: &'a str,
+}
+
+/// Renders the Caddyfile. Fails if the user name cannot be carried exactly by a Caddyfile token.
+pub fn render_caddyfile(input: &CaddyfileInput) -> Result<String, RenderError> {
+    check_caddy_token("sink.username", &input.username)?;
+    check_caddy_token("sink password hash", &input.password_hash)?;
+    let public_site = input.public_site.as_deref();
+    CaddyfileTemplate {
+        admin_listen: &input.admin_listen,
+        loopback_port: input.loopback_port,
+        public_site,
+        tailnet: public_site
+            .is_some_and(|s| s.trim_end_matches(|c: char| c.is_ascii_digit() || c == ':').ends_with(".ts.net")),
+        username: &input.username,
+        password_hash: &input.password_hash,
+        victoria_metrics: &input.victoria_metrics,
+        grafana: input.grafana.as_deref(),
+        auth_directive: input.auth_directive.as_str(),
+    }
+    .render()
+    .map_err(RenderError::template("caddy/Caddyfile.caddy"))
+}

@@ -1,0 +1,44 @@
+//! Errors of runs and records.
+
+use std::path::PathBuf;
+
+/// Why a run operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The sink side failed (files, processes, HTTP).
+    #[error(transparent)]
+    Sink(#[from] greenflow_sink::SinkError),
+    /// A generated file could not be rendered.
+    #[error(transparent)]
+    Render(#[from] greenflow_render::RenderError),
+    /// A run record could not be read or written.
+    #[error("cannot {action} run record `{}`", path.display())]
+    Record {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A record written by a newer greenflow.
+    #[error("run record `{}` has format {found}, newer than this greenflow understands ({supported}); upgrade greenflow", path.display())]
+    NewerFormat {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+        /// Ours.
+        supported: u32,
+    },
+    /// A run name that cannot be a label value in every tool.
+    #[error("run name `{name}` is not valid: use 1 to 100 letters, digits, '-', '_' or '.'")]
+    BadName {
+        /// The name given.
+        name: String,
+    },
+    /// No free port on loopback.
+    #[error("cannot find a free port on 127.0.0.1")]
+    NoFreePort(#[source] std::io::Error),
+}

@@ -1,0 +1,162 @@
+//! The local stand-in cluster: node-exporter and a Prometheus in agent mode on this machine, remote-writing to the
+//! sink with the same rendered settings the cluster's Prometheus gets.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use greenflow_config::{Secret, Settings};
+use greenflow_render::{AgentConfigInput, QueueConfig, RemoteWriteTarget, ScrapeJob, render_agent_config};
+use greenflow_sink::supervisor::{ProcessSpec, Supervisor};
+use greenflow_sink::{Program, check_port_free, ensure_dir, write_private, write_public};
+
+use crate::error::RunError;
+use crate::record::RunId;
+use crate::{EXPERIMENT_LABEL, RUN_LABEL};
+
+/// How Prometheus' remote-write queue is flushed at shutdown: long enough to send a batch, short enough that
+/// stopping never hangs for a minute (Prometheus' default).
+const FLUSH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A local cluster with its files written, ready to start.
+#[derive(Debug, Clone)]
+pub struct LocalClusterPlan {
+    specs: Vec<ProcessSpec>,
+    /// The agent's address (`127.0.0.1:PORT`).
+    pub prometheus_listen: String,
+    /// node-exporter's address.
+    pub node_exporter_listen: String,
+    /// The rendered `prometheus.yml`.
+    pub prometheus_config: PathBuf,
+    /// Versions of the programs (`prometheus`, `node-exporter`).
+    pub versions: BTreeMap<String, String>,
+    /// The external labels every sample carries.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A running local cluster.
+#[derive(Debug)]
+pub struct LocalCluster {
+    supervisor: Supervisor,
+    plan: LocalClusterPlan,
+}
+
+fn free_port() -> Result<u16, RunError> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(RunError::NoFreePort)?;
+    Ok(listener.local_addr().map_err(RunError::NoFreePort)?.port())
+}
+
+fn pick_port(configured: u16, key: &'static str) -> Result<u16, RunError> {
+    if configured == 0 {
+        free_port()
+    } else {
+        check_port_free(configured, key)?;
+        Ok(configured)
+    }
+}
+
+impl LocalCluster {
+    /// Finds the binaries, picks ports, and writes the agent's configuration and password file for run `id`.
+    pub fn plan(
+        settings: &Settings,
+        id: &RunId,
+        name: &str,
+        remote_write_url: &str,
+        username: &str,
+        password: &Secret,
+    ) -> Result<LocalClusterPlan, RunError> {
+        let local = &settings.config.local;
+        let prometheus = Program::Prometheus.locate(local.prometheus_binary.as_deref(), &settings.env)?;
+        let node_exporter = Program::NodeExporter.locate(local.node_exporter_binary.as_deref(), &settings.env)?;
+        let prometheus_port = pick_port(local.prometheus_port, "local.prometheus_port")?;
+        let node_exporter_port = pick_port(local.node_exporter_port, "local.node_exporter_port")?;
+        let dir = settings.paths.local_cluster_dir().join(id.as_str());
+        let logs = dir.join("logs");
+        ensure_dir(&logs)?;
+        let password_file = dir.join("remote-write-password");
+        write_private(&password_file, password.expose())?;
+
+        let labels =
+            BTreeMap::from([(RUN_LABEL.to_owned(), id.to_string()), (EXPERIMENT_LABEL.to_owned(), name.to_owned())]);
+        let prometheus_listen = format!("127.0.0.1:{prometheus_port}");
+        let node_exporter_listen = format!("127.0.0.1:{node_exporter_port}");
+        let rw = &settings.config.remote_write;
+        let config = render_agent_config(&AgentConfigInput {
+            scrape_interval: local.scrape_interval,
+            external_labels: labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            scrape_jobs: vec![
+                ScrapeJob { name: "node-exporter".into(), target: node_exporter_listen.clone() },
+                ScrapeJob { name: "prometheus".into(), target: prometheus_listen.clone() },
+            ],
+            remote_write: vec![RemoteWriteTarget {
+                name: "greenflow-sink".into(),
+                url: remote_write_url.to_owned(),
+                username: username.to_owned(),
+                password_file: password_file.to_string_lossy().into_owned(),
+            }],
+            queue: QueueConfig {
+                capacity: rw.capacity,
+                max_samples_per_send: rw.max_samples_per_send,
+                batch_send_deadline: rw.batch_send_deadline,
+                max_shards: rw.max_shards,
+                min_backoff: rw.min_backoff,
+                max_backoff: rw.max_backoff,
+            },
+        })?;
+        let prometheus_config = dir.join("prometheus.yml");
+        write_public(&prometheus_config, &config)?;
+
+        let mut versions = BTreeMap::new();
+        for (key, program, binary) in
+            [("prometheus", Program::Prometheus, &prometheus), ("node-exporter", Program::NodeExporter, &node_exporter)]
+        {
+            if let Some(version) = program.version(binary) {
+                versions.insert(key.to_owned(), version);
+            }
+        }
+        let arg = |s: String| OsString::from(s);
+        let specs = vec![
+            ProcessSpec {
+                name: "node-exporter".into(),
+                program: node_exporter,
+                args: vec![arg(format!("--web.listen-address={node_exporter_listen}"))],
+                env: Vec::new(),
+                log_file: logs.join("node-exporter.log"),
+                stop_grace: Duration::from_secs(5),
+            },
+            ProcessSpec {
+                name: "prometheus-agent".into(),
+                program: prometheus,
+                args: vec![
+                    arg("--enable-feature=agent".into()),
+                    arg(format!("--config.file={}", prometheus_config.display())),
+                    arg(format!("--storage.agent.path={}", dir.join("wal").display())),
+                    arg(format!("--web.listen-address={prometheus_listen}")),
+                    arg(format!("--storage.remote.flush-deadline={}s", FLUSH_DEADLINE.as_secs())),
+                ],
+                env: Vec::new(),
+                log_file: logs.join("prometheus.log"),
+                stop_grace: FLUSH_DEADLINE + Duration::from_secs(5),
+            },
+        ];
+        Ok(LocalClusterPlan { specs, prometheus_listen, node_exporter_listen, prometheus_config, versions, labels })
+    }
+
+    /// Starts node-exporter and the agent.
+    pub async fn start(plan: LocalClusterPlan) -> Result<Self, RunError> {
+        let supervisor = Supervisor::start(plan.specs.clone()).await?;
+        Ok(Self { supervisor, plan })
+    }
+
+    /// The plan it runs.
+    pub fn plan_ref(&self) -> &LocalClusterPlan {
+        &self.plan
+    }
+
+    /// Stops the agent (which flushes its queue for at most the flush deadline) and node-exporter.
+    pub async fn stop(self) {
+        self.supervisor.stop().await;
+    }
+}

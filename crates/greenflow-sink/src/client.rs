@@ -1,0 +1,176 @@
+//! An HTTP client for the sink's VictoriaMetrics, through Caddy (with basic auth) or directly.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use greenflow_config::Secret;
+use serde::Deserialize;
+
+use crate::error::SinkError;
+
+/// One sample of an instant-query result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstantSample {
+    /// The series' labels.
+    pub metric: BTreeMap<String, String>,
+    /// Sample time, seconds since the epoch.
+    pub timestamp: f64,
+    /// Sample value.
+    pub value: f64,
+}
+
+/// A client of the Prometheus query API and VictoriaMetrics' own endpoints below one base URL.
+#[derive(Debug, Clone)]
+pub struct SinkClient {
+    http: reqwest::Client,
+    base: String,
+    auth: Option<(String, Secret)>,
+}
+
+#[derive(Deserialize)]
+struct ApiResponse {
+    status: String,
+    #[serde(default)]
+    data: Option<ApiData>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct VectorItem {
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+impl SinkClient {
+    /// A client for `base` (e.g. `http://127.0.0.1:8080/vm`), with basic auth when credentials are given.
+    pub fn new(base: impl Into<String>, auth: Option<(String, Secret)>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        Self { http, base: base.into().trim_end_matches('/').to_owned(), auth }
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        let request = self.http.get(url);
+        match &self.auth {
+            Some((user, password)) => request.basic_auth(user, Some(password.expose())),
+            None => request,
+        }
+    }
+
+    /// `GET <base>/health`: VictoriaMetrics answers `OK` when it is ready.
+    pub async fn health(&self) -> Result<(), SinkError> {
+        let url = format!("{}/health", self.base);
+        let response = self
+            .get(&url)
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .map_err(|source| SinkError::Http { what: "health check".into(), url: url.clone(), source })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(SinkError::Status { what: "health check".into(), url, status: status.as_u16() });
+        }
+        Ok(())
+    }
+
+    /// Asks VictoriaMetrics to make everything it has received searchable now (`/internal/force_flush`) instead of
+    /// at its next periodic flush, which can be ten seconds away for new series.
+    pub async fn force_flush(&self) -> Result<(), SinkError> {
+        let url = format!("{}/internal/force_flush", self.base);
+        let response = self.get(&url).send().await.map_err(|source| SinkError::Http {
+            what: "flush".into(),
+            url: url.clone(),
+            source,
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(SinkError::Status { what: "flush".into(), url, status: status.as_u16() });
+        }
+        Ok(())
+    }
+
+    /// Runs an instant query and returns its vector result.
+    pub async fn query(&self, promql: &str) -> Result<Vec<InstantSample>, SinkError> {
+        let url = format!("{}/api/v1/query", self.base);
+        let what = || format!("query `{promql}`");
+        let response = self.get(&url).query(&[("query", promql)]).send().await.map_err(|source| SinkError::Http {
+            what: what(),
+            url: url.clone(),
+            source,
+        })?;
+        let status = response.status();
+        if !status.is_success() && status.as_u16() != 400 && status.as_u16() != 422 {
+            return Err(SinkError::Status { what: what(), url, status: status.as_u16() });
+        }
+        let body: ApiResponse =
+            response.json().await.map_err(|source| SinkError::Http { what: what(), url: url.clone(), source })?;
+        if body.status != "success" {
+            return Err(SinkError::Answer { what: what(), url, detail: body.error.unwrap_or(body.status) });
+        }
+        let data =
+            body.data.ok_or_else(|| SinkError::Answer { what: what(), url: url.clone(), detail: "no data".into() })?;
+        match data.result_type.as_str() {
+            "vector" => {
+                let items: Vec<VectorItem> = serde_json::from_value(data.result).map_err(|e| SinkError::Answer {
+                    what: what(),
+                    url: url.clone(),
+                    detail: e.to_string(),
+                })?;
+                Ok(items
+                    .into_iter()
+                    .map(|item| InstantSample {
+                        metric: item.metric,
+                        timestamp: item.value.0,
+                        value: item.value.1.parse().unwrap_or(f64::NAN),
+                    })
+                    .collect())
+            }
+            "scalar" => {
+                let (timestamp, value): (f64, String) = serde_json::from_value(data.result)
+                    .map_err(|e| SinkError::Answer { what: what(), url: url.clone(), detail: e.to_string() })?;
+                Ok(vec![InstantSample { metric: BTreeMap::new(), timestamp, value: value.parse().unwrap_or(f64::NAN) }])
+            }
+            other => {
+                Err(SinkError::Answer { what: what(), url, detail: format!("result type {other}, expected vector") })
+            }
+        }
+    }
+
+    /// The value of a query that yields at most one number (`count(...)`, `max(...)`); `None` for an empty result.
+    pub async fn query_value(&self, promql: &str) -> Result<Option<f64>, SinkError> {
+        Ok(self.query(promql).await?.first().map(|s| s.value))
+    }
+}
+
+/// Quotes a label value for PromQL.
+pub fn promql_string(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

@@ -1,0 +1,135 @@
+//! Errors of the sink. Each says what failed and how to fix it; causes are kept as sources.
+
+use std::path::PathBuf;
+
+use crate::binaries::Program;
+
+/// Why a sink operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// A required program is not on PATH.
+    #[error(
+        "{} is not installed: no {} on PATH; install the Debian package `{}` or nixpkgs' `{}`, or set {}",
+        program.display_name(),
+        program.executable_names().join(" or "),
+        program.packages().0,
+        program.packages().1,
+        program.config_key()
+    )]
+    BinaryNotFound {
+        /// The program.
+        program: Program,
+    },
+    /// A configured path does not exist.
+    #[error("{}: `{}` does not exist; fix the path or remove the key to look on PATH", program.config_key(), path.display())]
+    BinaryNotAtPath {
+        /// The program.
+        program: Program,
+        /// The configured path.
+        path: PathBuf,
+    },
+    /// A port greenflow needs is taken.
+    #[error("port {port} on 127.0.0.1 is already in use ({key}); stop what uses it or set {key} to a free port")]
+    PortInUse {
+        /// The port.
+        port: u16,
+        /// The configuration key that sets it.
+        key: &'static str,
+    },
+    /// Another `greenflow sink up` holds the sink.
+    #[error(
+        "the sink is already running (pid {pid}); `greenflow sink status` shows it, `greenflow sink down` stops it"
+    )]
+    AlreadyRunning {
+        /// The supervisor's pid.
+        pid: u32,
+    },
+    /// A file or directory could not be written or read.
+    #[error("cannot {action} `{}`", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The settings are not usable.
+    #[error(transparent)]
+    Config(#[from] greenflow_config::ConfigError),
+    /// A generated file could not be rendered.
+    #[error(transparent)]
+    Render(#[from] greenflow_render::RenderError),
+    /// A process could not be started.
+    #[error("cannot start {name} (`{}`)", program.display())]
+    Spawn {
+        /// The component.
+        name: String,
+        /// The binary.
+        program: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Hashing the password failed.
+    #[error("cannot hash the sink password")]
+    Hash(#[source] bcrypt::BcryptError),
+    /// An HTTP request to a sink component failed.
+    #[error("{what}: request to {url} failed")]
+    Http {
+        /// What was asked.
+        what: String,
+        /// The URL (never with credentials).
+        url: String,
+        /// reqwest's error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A sink component answered with an error.
+    #[error("{what}: {url} answered {status}{}", hint(*status))]
+    Status {
+        /// What was asked.
+        what: String,
+        /// The URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// A sink component answered something greenflow does not understand.
+    #[error("{what}: unexpected answer from {url}: {detail}")]
+    Answer {
+        /// What was asked.
+        what: String,
+        /// The URL.
+        url: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The sink did not become healthy in time.
+    #[error("the sink did not become healthy within {seconds}s: {detail}; see the logs in `{}`", logs.display())]
+    NotHealthy {
+        /// How long greenflow waited.
+        seconds: u64,
+        /// Which component was not healthy, and why.
+        detail: String,
+        /// Where the logs are.
+        logs: PathBuf,
+    },
+}
+
+fn hint(status: u16) -> &'static str {
+    match status {
+        401 => " (unauthorized: check GREENFLOW_SINK_PASSWORD and sink.username)",
+        404 => " (not found: check the URL path)",
+        502 | 503 => " (the component behind Caddy is not answering: check `greenflow sink status`)",
+        _ => "",
+    }
+}
+
+impl SinkError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { action, path, source }
+    }
+}

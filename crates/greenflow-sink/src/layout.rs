@@ -1,0 +1,370 @@
+//! Turns settings into a concrete sink: which programs, with which arguments, listening where, with which generated
+//! files. Preparing checks everything that can be checked before a process starts.
+
+use std::ffi::OsString;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use greenflow_config::{Secret, SecretVar, Settings};
+use greenflow_render::{AuthDirective, CaddyfileInput, DASHBOARD_JSON, GrafanaInput, render_caddyfile, render_grafana};
+use serde::{Deserialize, Serialize};
+
+use crate::binaries::{Program, major_minor};
+use crate::error::SinkError;
+use crate::files::{ensure_dir, load_or_generate_secret, write_private, write_public};
+use crate::supervisor::ProcessSpec;
+
+/// The name of each sink component, as status and logs show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComponentName {
+    /// Storage.
+    VictoriaMetrics,
+    /// Reverse proxy, auth, TLS.
+    Caddy,
+    /// Views.
+    Grafana,
+}
+
+impl ComponentName {
+    /// The kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VictoriaMetrics => "victoria-metrics",
+            Self::Caddy => "caddy",
+            Self::Grafana => "grafana",
+        }
+    }
+}
+
+/// The addresses of a sink, as the loopback site serves them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkUrls {
+    /// Where Prometheus remote-writes (`.../vm/api/v1/write`).
+    pub remote_write_url: String,
+    /// The Prometheus-API base (`.../vm`): queries go to `<query_url>/api/v1/query`.
+    pub query_url: String,
+    /// Grafana behind Caddy (`.../grafana/`).
+    pub grafana_url: String,
+}
+
+impl SinkUrls {
+    /// The URLs under a base such as `http://127.0.0.1:8080`.
+    pub fn under(base: &str) -> Self {
+        Self {
+            remote_write_url: format!("{base}/vm/api/v1/write"),
+            query_url: format!("{base}/vm"),
+            grafana_url: format!("{base}/grafana/"),
+        }
+    }
+}
+
+/// One component ready to start.
+#[derive(Debug, Clone)]
+pub struct Component {
+    /// Which one.
+    pub name: ComponentName,
+    /// Its version, when the binary tells.
+    pub version: Option<String>,
+    /// Where it listens (`127.0.0.1:PORT`).
+    pub listen: String,
+    /// How to run it.
+    pub spec: ProcessSpec,
+}
+
+/// Why Grafana does not run, when it does not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrafanaAbsence {
+    /// `sink.grafana.enabled: false`.
+    Disabled,
+    /// No binary found.
+    NotInstalled,
+    /// A binary, but no home directory with `conf/defaults.ini`.
+    NoHomepath,
+}
+
+/// A sink with every file rendered and every check passed, ready to start.
+#[derive(Debug, Clone)]
+pub struct PreparedSink {
+    /// The components to run, VictoriaMetrics first.
+    pub components: Vec<Component>,
+    /// Why Grafana is missing, if it is.
+    pub grafana_absent: Option<GrafanaAbsence>,
+    /// Loopback URLs.
+    pub urls: SinkUrls,
+    /// Basic-auth user name.
+    pub username: String,
+    /// The sink password.
+    pub password: Secret,
+    /// Where logs are written.
+    pub logs_dir: PathBuf,
+}
+
+/// The sink's password: `GREENFLOW_SINK_PASSWORD`, else the generated one in the data directory.
+pub fn sink_password(settings: &Settings) -> Result<Secret, SinkError> {
+    match settings.env.secret(SecretVar::SinkPassword) {
+        Some(secret) => Ok(secret),
+        None => load_or_generate_secret(&settings.paths.secrets_dir().join("sink-password")),
+    }
+}
+
+/// The loopback URLs for the configured port.
+pub fn loopback_urls(settings: &Settings) -> SinkUrls {
+    SinkUrls::under(&format!("http://127.0.0.1:{}", settings.config.sink.http_port))
+}
+
+/// The ports the sink binds, with the key that sets each.
+fn ports(settings: &Settings, with_grafana: bool) -> Vec<(u16, &'static str)> {
+    let sink = &settings.config.sink;
+    let mut ports = vec![
+        (sink.victoria_metrics.port, "sink.victoria_metrics.port"),
+        (sink.http_port, "sink.http_port"),
+        (sink.caddy.admin_port, "sink.caddy.admin_port"),
+    ];
+    if with_grafana {
+        ports.push((sink.grafana.port, "sink.grafana.port"));
+    }
+    ports
+}
+
+/// Fails if a port is taken on 127.0.0.1.
+pub fn check_port_free(port: u16, key: &'static str) -> Result<(), SinkError> {
+    TcpListener::bind(("127.0.0.1", port)).map(drop).map_err(|_| SinkError::PortInUse { port, key })
+}
+
+/// Finds the binaries, checks the ports, loads or generates the secrets, and writes the generated configuration into
+/// the state directory. Starts nothing.
+pub fn prepare(settings: &Settings) -> Result<PreparedSink, SinkError> {
+    let config = &settings.config;
+    let sink = &config.sink;
+    let Preflight { vm_binary, caddy_binary, grafana } = preflight(settings)?;
+
+    let state = settings.paths.sink_state_dir();
+    let logs_dir = state.join("logs");
+    ensure_dir(&logs_dir)?;
+    let password = sink_password(settings)?;
+    let urls = loopback_urls(settings);
+    let public = settings.public_address()?;
+
+    let vm_listen = format!("127.0.0.1:{}", sink.victoria_metrics.port);
+    let vm_data = settings.paths.victoria_metrics_data();
+    ensure_dir(&vm_data)?;
+    let vm = Component {
+        name: ComponentName::VictoriaMetrics,
+        version: Program::VictoriaMetrics.version(&vm_binary),
+        listen: vm_listen.clone(),
+        spec: ProcessSpec {
+            name: ComponentName::VictoriaMetrics.as_str().into(),
+            args: victoria_metrics_args(settings, &vm_data),
+            program: vm_binary,
+            env: Vec::new(),
+            log_file: logs_dir.join("victoria-metrics.log"),
+            stop_grace: Duration::from_secs(20),
+        },
+    };
+
+    let caddy_version = Program::Caddy.version(&caddy_binary);
+    let auth_directive = caddy_version
+        .as_deref()
+        .and_then(major_minor)
+        .map(|(major, minor)| AuthDirective::for_version(major, minor))
+        .unwrap_or(AuthDirective::BasicAuth);
+    let grafana_listen = format!("127.0.0.1:{}", sink.grafana.port);
+    let caddyfile = render_caddyfile(&CaddyfileInput {
+        admin_listen: format!("127.0.0.1:{}", sink.caddy.admin_port),
+        loopback_port: sink.http_port,
+        public_site: public.as_ref().map(|p| p.base_url()),
+        username: sink.username.clone(),
+        password_hash: bcrypt::hash(password.expose(), bcrypt::DEFAULT_COST).map_err(SinkError::Hash)?,
+        victoria_metrics: vm_listen,
+        grafana: grafana.as_ref().ok().map(|_| grafana_listen.clone()),
+        auth_directive,
+    })?;
+    let caddy_dir = state.join("caddy");
+    let caddyfile_path = caddy_dir.join("Caddyfile");
+    write_private(&caddyfile_path, &caddyfile)?;
+    let caddy = Component {
+        name: ComponentName::Caddy,
+        version: caddy_version,
+        listen: format!("127.0.0.1:{}", sink.http_port),
+        spec: ProcessSpec {
+            name: ComponentName::Caddy.as_str().into(),
+            program: caddy_binary,
+            args: ["run", "--config"]
+                .map(OsString::from)
+                .into_iter()
+                .chain([caddyfile_path.into_os_string()])
+                .chain(["--adapter", "caddyfile"].map(OsString::from))
+                .collect(),
+            // Caddy keeps certificates and its autosaved config under XDG directories: keep them in greenflow's.
+            env: vec![
+                ("XDG_DATA_HOME".into(), caddy_dir.join("data").into_os_string()),
+                ("XDG_CONFIG_HOME".into(), caddy_dir.join("config").into_os_string()),
+            ],
+            log_file: logs_dir.join("caddy.log"),
+            stop_grace: Duration::from_secs(10),
+        },
+    };
+
+    let mut components = vec![vm, caddy];
+    let grafana_absent = match grafana {
+        Ok(install) => {
+            let public_base = public.as_ref().map(|p| p.base_url());
+            components.push(prepare_grafana(settings, install, public_base.as_deref(), &state, &logs_dir)?);
+            None
+        }
+        Err(absence) => Some(absence),
+    };
+    Ok(PreparedSink { components, grafana_absent, urls, username: sink.username.clone(), password, logs_dir })
+}
+
+/// What [`preflight`] found.
+#[derive(Debug, Clone)]
+pub struct Preflight {
+    /// VictoriaMetrics' binary.
+    pub vm_binary: PathBuf,
+    /// Caddy's binary.
+    pub caddy_binary: PathBuf,
+    /// Grafana's binary and home, or why it will not run.
+    pub grafana: Result<GrafanaInstall, GrafanaAbsence>,
+}
+
+/// An installed Grafana.
+#[derive(Debug, Clone)]
+pub struct GrafanaInstall {
+    /// `grafana` or `grafana-server`.
+    pub binary: PathBuf,
+    /// The directory holding `conf/defaults.ini`.
+    pub homepath: PathBuf,
+}
+
+/// The checks that need no writing: the binaries exist and the ports are free.
+pub fn preflight(settings: &Settings) -> Result<Preflight, SinkError> {
+    let sink = &settings.config.sink;
+    let vm_binary = Program::VictoriaMetrics.locate(sink.victoria_metrics.binary.as_deref(), &settings.env)?;
+    let caddy_binary = Program::Caddy.locate(sink.caddy.binary.as_deref(), &settings.env)?;
+    let grafana = locate_grafana(settings)?;
+    for (port, key) in ports(settings, grafana.is_ok()) {
+        check_port_free(port, key)?;
+    }
+    Ok(Preflight { vm_binary, caddy_binary, grafana })
+}
+
+fn victoria_metrics_args(settings: &Settings, data: &Path) -> Vec<OsString> {
+    let vm = &settings.config.sink.victoria_metrics;
+    let mut args: Vec<OsString> = vec![
+        format!("-httpListenAddr=127.0.0.1:{}", vm.port).into(),
+        format!("-storageDataPath={}", data.display()).into(),
+        format!("-retentionPeriod={}", settings.config.sink.retention.as_flag_value()).into(),
+        format!("-search.latencyOffset={}ms", vm.search_latency_offset.as_millis()).into(),
+    ];
+    args.extend(vm.extra_args.iter().map(OsString::from));
+    args
+}
+
+/// Finds Grafana and its home directory; a missing Grafana is not an error, a misconfigured path is.
+fn locate_grafana(settings: &Settings) -> Result<Result<GrafanaInstall, GrafanaAbsence>, SinkError> {
+    let grafana = &settings.config.sink.grafana;
+    if !grafana.enabled {
+        return Ok(Err(GrafanaAbsence::Disabled));
+    }
+    let binary = match Program::Grafana.locate(grafana.binary.as_deref(), &settings.env) {
+        Ok(binary) => binary,
+        Err(SinkError::BinaryNotFound { .. }) => return Ok(Err(GrafanaAbsence::NotInstalled)),
+        Err(err) => return Err(err),
+    };
+    let homepath = match &grafana.homepath {
+        Some(home) => Some(home.clone()),
+        None => guess_grafana_homepath(&binary),
+    };
+    match homepath {
+        Some(homepath) if homepath.join("conf/defaults.ini").is_file() => Ok(Ok(GrafanaInstall { binary, homepath })),
+        _ => {
+            tracing::warn!(binary = %binary.display(), "Grafana's home (with conf/defaults.ini) not found; set sink.grafana.homepath");
+            Ok(Err(GrafanaAbsence::NoHomepath))
+        }
+    }
+}
+
+/// Grafana's home next to its binary: `<prefix>/share/grafana` (nixpkgs) or `<home>/bin/grafana` (Debian, tarball).
+fn guess_grafana_homepath(binary: &Path) -> Option<PathBuf> {
+    let real = std::fs::canonicalize(binary).unwrap_or_else(|_| binary.to_owned());
+    let bin_dir = real.parent()?;
+    let prefix = bin_dir.parent()?;
+    [prefix.join("share/grafana"), prefix.to_owned(), PathBuf::from("/usr/share/grafana")]
+        .into_iter()
+        .find(|home| home.join("conf/defaults.ini").is_file())
+}
+
+fn prepare_grafana(
+    settings: &Settings,
+    install: GrafanaInstall,
+    public_base: Option<&str>,
+    state: &Path,
+    logs_dir: &Path,
+) -> Result<Component, SinkError> {
+    let config = &settings.config;
+    let grafana_state = state.join("grafana");
+    let provisioning = grafana_state.join("provisioning");
+    let dashboards_dir = grafana_state.join("dashboards");
+    let secrets = settings.paths.secrets_dir();
+    let admin_password_file = match settings.env.secret(SecretVar::GrafanaAdminPassword) {
+        Some(secret) => {
+            let path = grafana_state.join("admin-password");
+            write_private(&path, secret.expose())?;
+            path
+        }
+        None => {
+            let path = secrets.join("grafana-admin-password");
+            load_or_generate_secret(&path)?;
+            path
+        }
+    };
+    let secret_key_file = secrets.join("grafana-secret-key");
+    load_or_generate_secret(&secret_key_file)?;
+    let loopback_base = format!("http://127.0.0.1:{}", config.sink.http_port);
+    let base = public_base.unwrap_or(&loopback_base);
+    let files = render_grafana(&GrafanaInput {
+        port: config.sink.grafana.port,
+        domain: base.split("://").nth(1).unwrap_or("127.0.0.1").split(':').next().unwrap_or("127.0.0.1").to_owned(),
+        root_url: format!("{base}/grafana/"),
+        data_dir: settings.paths.grafana_data(),
+        logs_dir: logs_dir.to_owned(),
+        provisioning_dir: provisioning.clone(),
+        dashboards_dir: dashboards_dir.clone(),
+        admin_user: config.sink.grafana.admin_user.clone(),
+        admin_password_file,
+        secret_key_file,
+        datasource_url: format!("http://127.0.0.1:{}", config.sink.victoria_metrics.port),
+        scrape_interval: config.local.scrape_interval,
+    })?;
+    let ini_path = grafana_state.join("grafana.ini");
+    write_public(&ini_path, &files.ini)?;
+    write_public(&provisioning.join("datasources/greenflow.yaml"), &files.datasources)?;
+    write_public(&provisioning.join("dashboards/greenflow.yaml"), &files.dashboards)?;
+    for sub in ["plugins", "alerting", "notifiers"] {
+        ensure_dir(&provisioning.join(sub))?;
+    }
+    write_public(&dashboards_dir.join("greenflow-experiment.json"), DASHBOARD_JSON)?;
+    ensure_dir(&settings.paths.grafana_data())?;
+
+    let GrafanaInstall { binary, homepath } = install;
+    let legacy = binary.file_name().is_some_and(|n| n == "grafana-server");
+    let mut args: Vec<OsString> = if legacy { Vec::new() } else { vec!["server".into()] };
+    args.extend(["--homepath".into(), homepath.as_os_str().to_owned(), "--config".into(), ini_path.into_os_string()]);
+    Ok(Component {
+        name: ComponentName::Grafana,
+        version: Program::Grafana.version(&binary),
+        listen: format!("127.0.0.1:{}", config.sink.grafana.port),
+        spec: ProcessSpec {
+            name: ComponentName::Grafana.as_str().into(),
+            program: binary,
+            args,
+            env: Vec::new(),
+            log_file: logs_dir.join("grafana.log"),
+            stop_grace: Duration::from_secs(10),
+        },
+    })
+}

@@ -1,0 +1,28 @@
+//! greenflow's local sink.
+//!
+//! Runs VictoriaMetrics (storage), Caddy (reverse proxy with basic auth, TLS for a public name) and, when it is
+//! installed, Grafana as supervised child processes on 127.0.0.1; publishes their state for `sink status`; and talks
+//! to VictoriaMetrics over HTTP. It does not know about clusters or runs.
+
+mod binaries;
+mod client;
+mod error;
+mod files;
+mod layout;
+mod runtime;
+mod status;
+pub mod supervisor;
+
+pub use binaries::{Program, major_minor, parse_version};
+pub use client::{InstantSample, SinkClient, promql_string};
+pub use error::SinkError;
+pub use files::{dir_size, ensure_dir, load_or_generate_secret, write_private, write_public};
+pub use layout::{
+    Component, ComponentName, GrafanaAbsence, GrafanaInstall, Preflight, PreparedSink, SinkUrls, check_port_free,
+    loopback_urls, preflight, prepare, sink_password,
+};
+pub use runtime::{
+    ComponentState, RunningSink, STATE_FORMAT_VERSION, SinkLock, SinkState, StopOutcome, check_health, read_state,
+    running_supervisor, stop_running,
+};
+pub use status::{ComponentStatus, SinkStatus, sink_status};

@@ -1,0 +1,317 @@
+//! A running sink: the lock that makes it unique, the state file that `sink status` reads, health checks, and
+//! stopping it (in-process or, for a detached sink, through its pid).
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use greenflow_config::{Secret, Settings};
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::client::SinkClient;
+use crate::error::SinkError;
+use crate::files::{ensure_dir, write_public};
+use crate::layout::{ComponentName, GrafanaAbsence, PreparedSink, SinkUrls, prepare};
+use crate::supervisor::{Supervisor, signal_group};
+
+/// The version of the state file format; a newer one is read but never rewritten.
+pub const STATE_FORMAT_VERSION: u32 = 1;
+
+/// What a running sink publishes about itself in `<state>/sink/sink.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SinkState {
+    /// Format version of this file.
+    pub format_version: u32,
+    /// The pid of the greenflow process that supervises the sink.
+    pub supervisor_pid: u32,
+    /// When the sink started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// Whether it runs detached (`sink up --detach`).
+    pub detached: bool,
+    /// The components.
+    pub components: Vec<ComponentState>,
+    /// Why Grafana does not run, if it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana_absent: Option<GrafanaAbsence>,
+    /// Loopback URLs.
+    pub urls: SinkUrls,
+}
+
+/// One component as the state file records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentState {
+    /// Which component.
+    pub name: ComponentName,
+    /// Its pid (and process group), while it runs.
+    pub pid: Option<u32>,
+    /// Its version, when known.
+    pub version: Option<String>,
+    /// Where it listens.
+    pub listen: String,
+    /// Restarts after crashes.
+    pub restarts: u32,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+/// An exclusive lock on the sink's state directory, held for as long as the sink runs.
+#[derive(Debug)]
+pub struct SinkLock {
+    _file: File,
+}
+
+fn lock_path(settings: &Settings) -> PathBuf {
+    settings.paths.sink_state_dir().join("sink.lock")
+}
+
+fn state_path(settings: &Settings) -> PathBuf {
+    settings.paths.sink_state_dir().join("sink.json")
+}
+
+impl SinkLock {
+    /// Takes the lock and writes this process' pid into it; fails with the holder's pid if the sink runs.
+    pub fn acquire(settings: &Settings) -> Result<Self, SinkError> {
+        let path = lock_path(settings);
+        ensure_dir(path.parent().unwrap_or(Path::new("/")))?;
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(SinkError::io("open", &path))?;
+        if file.try_lock().is_err() {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(SinkError::AlreadyRunning { pid: text.trim().parse().unwrap_or(0) });
+        }
+        file.set_len(0).map_err(SinkError::io("write", &path))?;
+        file.rewind().map_err(SinkError::io("write", &path))?;
+        write!(file, "{}", std::process::id()).map_err(SinkError::io("write", &path))?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// The pid of the process holding the sink, if one does.
+pub fn running_supervisor(settings: &Settings) -> Option<u32> {
+    match SinkLock::acquire(settings) {
+        Ok(_) => None,
+        Err(SinkError::AlreadyRunning { pid }) => Some(pid),
+        Err(_) => None,
+    }
+}
+
+/// The state file of the running sink, if it runs.
+pub fn read_state(settings: &Settings) -> Option<SinkState> {
+    running_supervisor(settings)?;
+    let text = fs::read_to_string(state_path(settings)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// A sink started by this process.
+#[derive(Debug)]
+pub struct RunningSink {
+    _lock: SinkLock,
+    supervisor: Supervisor,
+    prepared: PreparedSink,
+    state: SinkState,
+    state_path: PathBuf,
+    publisher: tokio::task::JoinHandle<()>,
+}
+
+impl RunningSink {
+    /// Takes the lock, prepares every file and starts the components. Nothing runs if a check fails.
+    pub async fn start(settings: &Settings, detached: bool) -> Result<Self, SinkError> {
+        let lock = SinkLock::acquire(settings)?;
+        let prepared = prepare(settings)?;
+        let supervisor = Supervisor::start(prepared.components.iter().map(|c| c.spec.clone()).collect()).await?;
+        let state = SinkState {
+            format_version: STATE_FORMAT_VERSION,
+            supervisor_pid: std::process::id(),
+            started_at: OffsetDateTime::now_utc(),
+            detached,
+            components: prepared
+                .components
+                .iter()
+                .map(|c| ComponentState {
+                    name: c.name,
+                    pid: None,
+                    version: c.version.clone(),
+                    listen: c.listen.clone(),
+                    restarts: 0,
+                    log: c.spec.log_file.clone(),
+                })
+                .collect(),
+            grafana_absent: prepared.grafana_absent.clone(),
+            urls: prepared.urls.clone(),
+        };
+        let state_path = state_path(settings);
+        let publisher = tokio::spawn(publish_state(
+            supervisor.changes(),
+            supervisor_states(&supervisor),
+            state.clone(),
+            state_path.clone(),
+        ));
+        let mut running = Self { _lock: lock, supervisor, prepared, state, state_path, publisher };
+        running.refresh_state();
+        Ok(running)
+    }
+
+    fn refresh_state(&mut self) {
+        let states = self.supervisor.states();
+        for (component, process) in self.state.components.iter_mut().zip(states) {
+            component.pid = process.pid;
+            component.restarts = process.restarts;
+        }
+        let _ = write_public(&self.state_path, &serde_json::to_string_pretty(&self.state).unwrap_or_default());
+    }
+
+    /// What was started, and how.
+    pub fn prepared(&self) -> &PreparedSink {
+        &self.prepared
+    }
+
+    /// The published state.
+    pub fn state(&self) -> SinkState {
+        let mut state = self.state.clone();
+        for (component, process) in state.components.iter_mut().zip(self.supervisor.states()) {
+            component.pid = process.pid;
+            component.restarts = process.restarts;
+        }
+        state
+    }
+
+    /// Waits until every component answers its health check, calling `progress` with the ones still waited for.
+    pub async fn wait_healthy(
+        &self,
+        timeout: Duration,
+        mut progress: impl FnMut(&[ComponentName]),
+    ) -> Result<(), SinkError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let health = check_health(&self.state(), &self.prepared.username, &self.prepared.password).await;
+            let waiting: Vec<ComponentName> =
+                health.iter().filter(|(_, result)| result.is_err()).map(|(name, _)| *name).collect();
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            progress(&waiting);
+            if Instant::now() >= deadline {
+                let detail = health
+                    .into_iter()
+                    .filter_map(|(name, result)| result.err().map(|e| format!("{}: {e}", name.as_str())))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(SinkError::NotHealthy {
+                    seconds: timeout.as_secs(),
+                    detail,
+                    logs: self.prepared.logs_dir.clone(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops every component and removes the state file; the lock is released last.
+    pub async fn stop(self) {
+        self.publisher.abort();
+        self.supervisor.stop().await;
+        let _ = fs::remove_file(&self.state_path);
+    }
+}
+
+fn supervisor_states(supervisor: &Supervisor) -> impl Fn() -> Vec<crate::supervisor::ProcessState> + Send + 'static {
+    let snapshot = supervisor.states_handle();
+    move || snapshot.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
+async fn publish_state(
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    states: impl Fn() -> Vec<crate::supervisor::ProcessState>,
+    mut state: SinkState,
+    path: PathBuf,
+) {
+    while changes.changed().await.is_ok() {
+        for (component, process) in state.components.iter_mut().zip(states()) {
+            component.pid = process.pid;
+            component.restarts = process.restarts;
+        }
+        let _ = write_public(&path, &serde_json::to_string_pretty(&state).unwrap_or_default());
+    }
+}
+
+/// Each component's health: VictoriaMetrics' `/health`, the whole authenticated path through Caddy, Grafana's
+/// `/api/health`.
+pub async fn check_health(
+    state: &SinkState,
+    username: &str,
+    password: &Secret,
+) -> Vec<(ComponentName, Result<(), SinkError>)> {
+    let mut results = Vec::new();
+    for component in &state.components {
+        let result = match component.name {
+            ComponentName::VictoriaMetrics => {
+                SinkClient::new(format!("http://{}", component.listen), None).health().await
+            }
+            ComponentName::Caddy => {
+                SinkClient::new(state.urls.query_url.clone(), Some((username.to_owned(), password.clone())))
+                    .health()
+                    .await
+            }
+            ComponentName::Grafana => SinkClient::new(format!("http://{}/api", component.listen), None).health().await,
+        };
+        let result = if component.pid.is_none() {
+            Err(SinkError::Answer {
+                what: component.name.as_str().into(),
+                url: component.listen.clone(),
+                detail: "not running".into(),
+            })
+        } else {
+            result
+        };
+        results.push((component.name, result));
+    }
+    results
+}
+
+/// What `sink down` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// Nothing was running.
+    NotRunning,
+    /// The supervisor stopped its components and exited.
+    Stopped,
+    /// The supervisor did not exit in time and was killed, with every component's process group.
+    Killed,
+}
+
+/// Stops a sink run by another greenflow process: SIGTERM to its supervisor, then (after `timeout`) SIGKILL to it
+/// and to every component group it recorded.
+pub async fn stop_running(settings: &Settings, timeout: Duration) -> Result<StopOutcome, SinkError> {
+    let Some(pid) = running_supervisor(settings) else {
+        let _ = fs::remove_file(state_path(settings));
+        return Ok(StopOutcome::NotRunning);
+    };
+    let state = read_state(settings);
+    let target = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+    let _ = nix::sys::signal::kill(target, Signal::SIGTERM);
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if running_supervisor(settings).is_none() {
+            return Ok(StopOutcome::Stopped);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = nix::sys::signal::kill(target, Signal::SIGKILL);
+    for component in state.iter().flat_map(|s| &s.components) {
+        if let Some(pgid) = component.pid {
+            signal_group(pgid, Signal::SIGKILL);
+        }
+    }
+    let _ = fs::remove_file(state_path(settings));
+    Ok(StopOutcome::Killed)
+}

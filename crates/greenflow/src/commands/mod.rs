@@ -1,0 +1,40 @@
+//! One module per verb; each turns parsed arguments into calls on the library crates and prints the outcome.
+
+mod config;
+mod demo;
+mod init;
+mod runs;
+mod sink;
+
+use anyhow::Context;
+use greenflow_config::Settings;
+
+use crate::cli::{Cli, Command, ConfigCommand, RunsCommand, SinkCommand};
+
+/// Runs the chosen command; returns the exit status.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    if let Command::Init(args) = &cli.command {
+        return init::run(args);
+    }
+    let settings = load_settings(&cli)?;
+    match cli.command {
+        Command::Init(_) => unreachable!("handled above"),
+        Command::Config(ConfigCommand::Show(args)) => config::show(&settings, &args),
+        Command::Sink(SinkCommand::Up(args)) => sink::up(&settings, &args, cli.config.as_deref()).await,
+        Command::Sink(SinkCommand::Down) => sink::down(&settings).await,
+        Command::Sink(SinkCommand::Status(args)) => sink::status(&settings, &args).await,
+        Command::Sink(SinkCommand::Url(args)) => sink::url(&settings, &args),
+        Command::Demo(args) => demo::run(&settings, &args).await,
+        Command::Runs(RunsCommand::List(args)) => runs::list(&settings, &args),
+        Command::Runs(RunsCommand::Show(args)) => runs::show(&settings, &args),
+    }
+}
+
+fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    let settings = Settings::load(cli.config.as_deref(), &cwd, std::env::vars())?;
+    if let Some(file) = &settings.config_file {
+        tracing::debug!(config = %file.display(), "loaded configuration");
+    }
+    Ok(settings)
+}
