@@ -105,3 +105,6 @@ impl Settings {
 pub fn find_upward(start: &Path, name: &str) -> Option<PathBuf> {
     start.ancestors().map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
 }
+
+#[cfg(test)]
+mod tests;

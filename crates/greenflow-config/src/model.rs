@@ -69,6 +69,7 @@ impl Config {
                 ));
             }
         }
+        sink.retention.validate()?;
         validate_plain_text("sink.username", &sink.username)?;
         if sink.username.contains(':') {
             return Err(ConfigError::value(
@@ -284,7 +285,7 @@ pub struct PathsConfig {
 
 /// A VictoriaMetrics retention period: digits with an optional unit (`h`, `d`, `w`, `y`; none means months).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[serde(from = "String", into = "String")]
 pub struct Retention(String);
 
 impl Retention {
@@ -312,14 +313,21 @@ impl From<Retention> for String {
     }
 }
 
-impl TryFrom<String> for Retention {
-    type Error = String;
+impl From<String> for Retention {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
 
-    fn try_from(value: String) -> Result<Self, Self::Error> {
+impl Retention {
+    /// Checks the value: VictoriaMetrics accepts digits with `h`, `d`, `w`, `y` or none (months), of at least a day.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let value = &self.0;
         let bad = || {
-            format!(
-                "`{value}` is not a retention period; use a whole number with h, d, w or y (e.g. 100y, 90d) \
-                 of at least one day"
+            ConfigError::value(
+                "sink.retention",
+                value,
+                "use a whole number with h, d, w or y (e.g. 100y, 90d) of at least one day",
             )
         };
         let digits_end = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
@@ -336,7 +344,7 @@ impl TryFrom<String> for Retention {
         if hours < 24 {
             return Err(bad());
         }
-        Ok(Self(value))
+        Ok(())
     }
 }
 

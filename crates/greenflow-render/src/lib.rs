@@ -60,3 +60,6 @@ impl RenderError {
 pub(crate) fn reparse_yaml(template: &'static str, text: &str) -> Result<serde_yaml::Value, RenderError> {
     serde_yaml::from_str(text).map_err(|source| RenderError::Reparse { template, source })
 }
+
+#[cfg(test)]
+mod tests;

@@ -75,6 +75,8 @@ impl LocalCluster {
         let dir = settings.paths.local_cluster_dir().join(id.as_str());
         let logs = dir.join("logs");
         ensure_dir(&logs)?;
+        let textfile_dir = dir.join("textfile");
+        ensure_dir(&textfile_dir)?;
         let password_file = dir.join("remote-write-password");
         write_private(&password_file, password.expose())?;
 
@@ -121,7 +123,11 @@ impl LocalCluster {
             ProcessSpec {
                 name: "node-exporter".into(),
                 program: node_exporter,
-                args: vec![arg(format!("--web.listen-address={node_exporter_listen}"))],
+                args: vec![
+                    arg(format!("--web.listen-address={node_exporter_listen}")),
+                    // Experiments can drop `*.prom` files here to have their own figures scraped.
+                    arg(format!("--collector.textfile.directory={}", textfile_dir.display())),
+                ],
                 env: Vec::new(),
                 log_file: logs.join("node-exporter.log"),
                 stop_grace: Duration::from_secs(5),

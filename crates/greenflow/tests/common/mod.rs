@@ -1,0 +1,314 @@
+//! The test harness: each test gets a project folder with its own greenflow.yaml (free ports on 127.0.0.1), its own
+//! data and state directories, and a command for the built binary. Dropping it stops whatever sink it started.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A free port on 127.0.0.1, below the kernel's ephemeral range (32768 and up) so that outgoing connections of
+/// parallel tests cannot take it between this check and the bind.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let seed = std::process::id().wrapping_mul(7919) ^ nanos;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + ((seed.wrapping_add(n.wrapping_mul(104_729))) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The ports of one test's sink.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub http: u16,
+    pub vm: u16,
+    pub admin: u16,
+    pub grafana: u16,
+}
+
+/// One test's project folder.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub ports: Ports,
+    extra_env: Vec<(String, String)>,
+}
+
+impl Project {
+    /// A project with a greenflow.yaml that puts every port on a free one.
+    pub fn new() -> Self {
+        Self::with_config("")
+    }
+
+    /// Like [`Project::new`], with extra YAML appended under the top level (must not repeat `sink:`).
+    pub fn with_config(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = Ports { http: free_port(), vm: free_port(), admin: free_port(), grafana: free_port() };
+        let config = format!(
+            "sink:\n  http_port: {}\n  victoria_metrics:\n    port: {}\n  caddy:\n    admin_port: {}\n  grafana:\n    port: {}\n{extra}",
+            ports.http, ports.vm, ports.admin, ports.grafana
+        );
+        std::fs::write(dir.path().join("greenflow.yaml"), config).unwrap();
+        Self { dir, ports, extra_env: Vec::new() }
+    }
+
+    /// Adds a variable to every command's environment.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.extra_env.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.path().join("xdg-data/greenflow")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.path().join("xdg-state/greenflow")
+    }
+
+    /// A command for the built binary, run in the project folder with a clean greenflow environment.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_greenflow"));
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("XDG_DATA_HOME", self.path().join("xdg-data"))
+            .env("XDG_STATE_HOME", self.path().join("xdg-state"))
+            .env("HOME", self.path())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        for name in [
+            "GREENFLOW_SINK_PASSWORD",
+            "GRAFANA_ADMIN_PASSWORD",
+            "GREENFLOW_CONFIG",
+            "NODENAME",
+            "TAILSCALE_DOMAIN",
+            "EXPERIMENT_STORAGE_URL",
+            "TS_AUTHKEY",
+            "TAILSCALE_AUTH_KEY",
+        ] {
+            cmd.env_remove(name);
+        }
+        for (name, value) in &self.extra_env {
+            cmd.env(name, value);
+        }
+        cmd
+    }
+
+    /// Runs a command to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(output.status.success(), "greenflow {args:?} failed:\n{}", describe(&output));
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Starts the sink in the background and waits until it is healthy.
+    pub fn sink_up(&self) {
+        self.ok(&["sink", "up", "--detach"]);
+    }
+
+    /// The sink's URLs and credentials.
+    pub fn urls(&self) -> Value {
+        serde_json::from_str(&self.ok(&["sink", "url", "--json", "--show-password"])).unwrap()
+    }
+
+    /// The sink's password.
+    pub fn password(&self) -> String {
+        self.urls()["password"].as_str().unwrap().to_owned()
+    }
+
+    /// The JSON state file of the running sink.
+    pub fn sink_state(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.state_dir().join("sink/sink.json")).unwrap()).unwrap()
+    }
+
+    /// An instant query through Caddy with the right credentials.
+    pub fn query(&self, promql: &str) -> Vec<Value> {
+        let urls = self.urls();
+        let client = reqwest::blocking::Client::new();
+        let _ = client
+            .get(format!("{}/internal/force_flush", urls["query_url"].as_str().unwrap()))
+            .basic_auth("greenflow", Some(urls["password"].as_str().unwrap()))
+            .send();
+        let response: Value = client
+            .get(format!("{}/api/v1/query", urls["query_url"].as_str().unwrap()))
+            .query(&[("query", promql)])
+            .basic_auth("greenflow", Some(urls["password"].as_str().unwrap()))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(response["status"], "success", "{response}");
+        response["data"]["result"].as_array().unwrap().clone()
+    }
+
+    /// Polls `query` until it returns something, or fails after `timeout`.
+    pub fn wait_for_series(&self, promql: &str, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let result = self.query(promql);
+            if !result.is_empty() {
+                return result;
+            }
+            assert!(Instant::now() < deadline, "no result for {promql} within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Starts a long-running command with piped output.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["sink", "down"]).output();
+    }
+}
+
+/// Exit status, stdout and stderr, for assertion messages.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "status: {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Whether a process with this pid exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit_once(") ").map(|(_, rest)| rest).is_some_and(|rest| rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Pids of every process whose command line mentions `needle`.
+pub fn pids_mentioning(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline"))
+            && String::from_utf8_lossy(&cmdline).contains(needle)
+            && alive(pid)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Waits until no process mentions `needle`, or fails.
+pub fn assert_no_process_mentions(needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pids = pids_mentioning(needle);
+        if pids.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "processes still running for {needle}: {pids:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A long-running greenflow command whose stderr is collected as it comes.
+pub struct Running {
+    pub child: Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Project {
+    /// Starts a long-running command, collecting its stderr in the background.
+    pub fn start(&self, args: &[&str]) -> Running {
+        let mut child = self.cmd(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&stderr);
+        let mut pipe = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Running { child, stderr, reader: Some(reader) }
+    }
+}
+
+impl Running {
+    /// What it printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until stderr contains `needle`; fails if the process exits first or the time runs out.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().contains(needle) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("exited ({status}) before printing {needle:?}:\n{}", self.stderr());
+            }
+            assert!(Instant::now() < deadline, "no {needle:?} within {timeout:?}:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends a signal and waits for the exit; returns the status and the whole stderr.
+    pub fn signal_and_wait(
+        mut self,
+        signal: nix::sys::signal::Signal,
+        timeout: Duration,
+    ) -> (std::process::ExitStatus, String) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "did not exit within {timeout:?} after {signal}:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        (status, self.stderr())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until a file exists.
+pub fn wait_for_file(path: &Path, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{} did not appear within {timeout:?}", path.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
