@@ -29,7 +29,12 @@ fn write_with_mode(path: &Path, contents: &str, mode: u32) -> Result<(), SinkErr
     if let Some(parent) = path.parent() {
         ensure_dir(parent)?;
     }
-    let tmp = path.with_extension("tmp-greenflow");
+    // A name of its own per writer, so that concurrent writers never share a half-written file.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+    tmp_name.push(format!(".{}-{n}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)

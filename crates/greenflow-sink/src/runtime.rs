@@ -74,20 +74,18 @@ fn state_path(settings: &Settings) -> PathBuf {
 
 impl SinkLock {
     /// Takes the lock and writes this process' pid into it; fails with the holder's pid if the sink runs.
+    ///
+    /// Other greenflow processes probe the lock (see [`running_supervisor`]) by taking it for an instant, so a
+    /// failed attempt is retried for a moment before the sink is declared running.
     pub fn acquire(settings: &Settings) -> Result<Self, SinkError> {
         let path = lock_path(settings);
-        ensure_dir(path.parent().unwrap_or(Path::new("/")))?;
-        let mut file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(SinkError::io("open", &path))?;
-        if file.try_lock().is_err() {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            return Err(SinkError::AlreadyRunning { pid: text.trim().parse().unwrap_or(0) });
+        let mut file = open_lock(&path)?;
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while file.try_lock().is_err() {
+            if Instant::now() >= deadline {
+                return Err(SinkError::AlreadyRunning { pid: read_pid(&mut file).unwrap_or(0) });
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
         file.set_len(0).map_err(SinkError::io("write", &path))?;
         file.rewind().map_err(SinkError::io("write", &path))?;
@@ -96,12 +94,37 @@ impl SinkLock {
     }
 }
 
-/// The pid of the process holding the sink, if one does.
+fn open_lock(path: &Path) -> Result<File, SinkError> {
+    ensure_dir(path.parent().unwrap_or(Path::new("/")))?;
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(SinkError::io("open", path))
+}
+
+fn read_pid(file: &mut File) -> Option<u32> {
+    let mut text = String::new();
+    file.rewind().ok()?;
+    file.read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+/// The pid of the process holding the sink, if one does. Probes the lock for an instant and never writes to it.
 pub fn running_supervisor(settings: &Settings) -> Option<u32> {
-    match SinkLock::acquire(settings) {
-        Ok(_) => None,
-        Err(SinkError::AlreadyRunning { pid }) => Some(pid),
-        Err(_) => None,
+    let path = lock_path(settings);
+    if !path.exists() {
+        return None;
+    }
+    let mut file = fs::OpenOptions::new().read(true).open(&path).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            None
+        }
+        Err(_) => Some(read_pid(&mut file).unwrap_or(0)),
     }
 }
 
@@ -150,24 +173,14 @@ impl RunningSink {
             urls: prepared.urls.clone(),
         };
         let state_path = state_path(settings);
+        // One task writes the state file: now, and after every start or exit of a component.
         let publisher = tokio::spawn(publish_state(
             supervisor.changes(),
             supervisor_states(&supervisor),
             state.clone(),
             state_path.clone(),
         ));
-        let mut running = Self { _lock: lock, supervisor, prepared, state, state_path, publisher };
-        running.refresh_state();
-        Ok(running)
-    }
-
-    fn refresh_state(&mut self) {
-        let states = self.supervisor.states();
-        for (component, process) in self.state.components.iter_mut().zip(states) {
-            component.pid = process.pid;
-            component.restarts = process.restarts;
-        }
-        let _ = write_public(&self.state_path, &serde_json::to_string_pretty(&self.state).unwrap_or_default());
+        Ok(Self { _lock: lock, supervisor, prepared, state, state_path, publisher })
     }
 
     /// What was started, and how.
@@ -235,12 +248,18 @@ async fn publish_state(
     mut state: SinkState,
     path: PathBuf,
 ) {
-    while changes.changed().await.is_ok() {
+    loop {
+        changes.borrow_and_update();
         for (component, process) in state.components.iter_mut().zip(states()) {
             component.pid = process.pid;
             component.restarts = process.restarts;
         }
-        let _ = write_public(&path, &serde_json::to_string_pretty(&state).unwrap_or_default());
+        if let Err(err) = write_public(&path, &serde_json::to_string_pretty(&state).unwrap_or_default()) {
+            tracing::warn!(error = %err, "cannot publish the sink's state");
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
     }
 }
 

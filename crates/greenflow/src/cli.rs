@@ -50,6 +50,28 @@ pub enum Command {
     /// List and show recorded runs.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Measure greenflow against baselines run alongside (in a temporary directory; your sink is not touched).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `greenflow bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Sink start to healthy (vs bare VictoriaMetrics) and a new run's first visible sample (vs writing straight
+    /// into VictoriaMetrics); medians.
+    Startup(BenchStartupArgs),
+}
+
+/// `greenflow bench startup`.
+#[derive(Debug, Args)]
+pub struct BenchStartupArgs {
+    /// How many times to measure each figure.
+    #[arg(long, default_value_t = 5)]
+    pub runs: u32,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `greenflow init`.

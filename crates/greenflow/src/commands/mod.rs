@@ -1,5 +1,6 @@
 //! One module per verb; each turns parsed arguments into calls on the library crates and prints the outcome.
 
+mod bench;
 mod config;
 mod demo;
 mod init;
@@ -9,7 +10,7 @@ mod sink;
 use anyhow::Context;
 use greenflow_config::Settings;
 
-use crate::cli::{Cli, Command, ConfigCommand, RunsCommand, SinkCommand};
+use crate::cli::{BenchCommand, Cli, Command, ConfigCommand, RunsCommand, SinkCommand};
 
 /// Runs the chosen command; returns the exit status.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
@@ -27,6 +28,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo(args) => demo::run(&settings, &args).await,
         Command::Runs(RunsCommand::List(args)) => runs::list(&settings, &args),
         Command::Runs(RunsCommand::Show(args)) => runs::show(&settings, &args),
+        Command::Bench(BenchCommand::Startup(args)) => bench::startup(&settings, &args).await,
     }
 }
 

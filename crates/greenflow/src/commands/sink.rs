@@ -129,6 +129,7 @@ async fn detach(settings: &Settings, args: &SinkUpArgs, config_flag: Option<&Pat
 
     let mut progress = Progress::start("starting the sink in the background");
     let deadline = Instant::now() + args.timeout + Duration::from_secs(10);
+    let mut last_problem = String::from("it did not publish its state");
     let outcome = loop {
         if let Some(status) = child.try_wait()? {
             break Err(anyhow!(
@@ -144,10 +145,19 @@ async fn detach(settings: &Settings, args: &SinkUpArgs, config_flag: Option<&Pat
             }
             let waiting: Vec<&str> = health.iter().filter(|(_, r)| r.is_err()).map(|(n, _)| n.as_str()).collect();
             progress.set(&format!("waiting for {}", waiting.join(", ")));
+            last_problem = health
+                .iter()
+                .filter_map(|(name, result)| result.as_ref().err().map(|e| format!("{}: {e}", name.as_str())))
+                .collect::<Vec<_>>()
+                .join("; ");
         }
         if Instant::now() >= deadline {
             let _ = stop_running(settings, Duration::from_secs(20)).await;
-            break Err(anyhow!("the sink did not become healthy in time; see `{}`", log_path.display()));
+            break Err(anyhow!(
+                "the sink did not become healthy in time ({last_problem}); its log `{}` ends with:\n{}",
+                log_path.display(),
+                tail(&log_path, 15)
+            ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };

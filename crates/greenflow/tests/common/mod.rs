@@ -120,7 +120,20 @@ impl Project {
 
     /// Starts the sink in the background and waits until it is healthy.
     pub fn sink_up(&self) {
-        self.ok(&["sink", "up", "--detach"]);
+        let output = self.run(&["sink", "up", "--detach"]);
+        if !output.status.success() {
+            let mut logs = String::new();
+            if let Ok(entries) = std::fs::read_dir(self.state_dir().join("sink/logs")) {
+                for entry in entries.flatten() {
+                    logs += &format!(
+                        "--- {}\n{}\n",
+                        entry.path().display(),
+                        std::fs::read_to_string(entry.path()).unwrap_or_default()
+                    );
+                }
+            }
+            panic!("sink up --detach failed:\n{}\n{logs}", describe(&output));
+        }
     }
 
     /// The sink's URLs and credentials.
