@@ -102,6 +102,10 @@ pub struct PreparedSink {
     pub logs_dir: PathBuf,
 }
 
+/// bcrypt cost of the password hash in the Caddyfile. Caddy checks it once per password and caches the result; the
+/// generated password has about 190 bits of entropy, so a higher cost buys nothing but a slower start.
+const BCRYPT_COST: u32 = 10;
+
 /// The sink's password: `GREENFLOW_SINK_PASSWORD`, else the generated one in the data directory.
 pub fn sink_password(settings: &Settings) -> Result<Secret, SinkError> {
     match settings.env.secret(SecretVar::SinkPassword) {
@@ -177,7 +181,7 @@ pub fn prepare(settings: &Settings) -> Result<PreparedSink, SinkError> {
         loopback_port: sink.http_port,
         public_site: public.as_ref().map(|p| p.base_url()),
         username: sink.username.clone(),
-        password_hash: bcrypt::hash(password.expose(), bcrypt::DEFAULT_COST).map_err(SinkError::Hash)?,
+        password_hash: bcrypt::hash(password.expose(), BCRYPT_COST).map_err(SinkError::Hash)?,
         victoria_metrics: vm_listen,
         grafana: grafana.as_ref().ok().map(|_| grafana_listen.clone()),
         auth_directive,
