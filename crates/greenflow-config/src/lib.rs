@@ -16,8 +16,8 @@ mod suggest;
 pub use env::{Env, SecretVar};
 pub use error::ConfigError;
 pub use model::{
-    CaddyConfig, Config, GrafanaConfig, LocalClusterConfig, PathsConfig, PublicAddress, RemoteWriteConfig, Retention,
-    SinkConfig, VictoriaMetricsConfig,
+    CaddyConfig, ClusterConfig, Config, GrafanaConfig, LocalClusterConfig, PathsConfig, PublicAddress,
+    RemoteWriteConfig, Retention, SinkConfig, VictoriaMetricsConfig,
 };
 pub use paths::Paths;
 pub use secret::Secret;

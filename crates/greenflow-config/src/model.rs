@@ -19,6 +19,8 @@ pub struct Config {
     pub remote_write: RemoteWriteConfig,
     /// The stand-in cluster on this machine (`greenflow demo`, the `local` run back-end).
     pub local: LocalClusterConfig,
+    /// The cluster side: the kube-prometheus-stack release and its values.
+    pub cluster: ClusterConfig,
     /// Where data and state live.
     pub paths: PathsConfig,
 }
@@ -89,6 +91,7 @@ impl Config {
                 "use at least 1s",
             ));
         }
+        self.cluster.validate()?;
         if self.remote_write.max_samples_per_send == 0 || self.remote_write.capacity == 0 {
             return Err(ConfigError::value(
                 "remote_write.max_samples_per_send",
@@ -269,6 +272,98 @@ impl Default for LocalClusterConfig {
             prometheus_port: 0,
             node_exporter_port: 0,
         }
+    }
+}
+
+/// The cluster side: where the chart goes and what its values say beyond the sink's address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterConfig {
+    /// Kubernetes namespace of the release (and of the remote-write Secret).
+    pub namespace: String,
+    /// Helm release name.
+    pub release: String,
+    /// The kube-prometheus-stack chart version to install.
+    pub chart_version: String,
+    /// Value of the `greenflow_deployment` label on every sample (e.g. the site: `g5k-nancy`).
+    pub deployment: String,
+    /// Scrape interval of Prometheus and node-exporter in the cluster.
+    #[serde(with = "humantime_serde")]
+    pub scrape_interval: Duration,
+    /// Node selector for the Prometheus pod.
+    pub node_selector: std::collections::BTreeMap<String, String>,
+    /// Scrape Scaphandre's power metrics with a ServiceMonitor.
+    pub scaphandre: bool,
+    /// TLS server name for the remote-write connection, when the URL's host is not the certificate's.
+    pub tls_server_name: Option<String>,
+    /// Name of the Secret holding the remote-write user name and password.
+    pub remote_write_secret: String,
+    /// Chart values merged over greenflow's, last.
+    pub extra_values: serde_yaml::Value,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            namespace: "monitoring".into(),
+            release: "greenflow".into(),
+            chart_version: "88.5.3".into(),
+            deployment: "default".into(),
+            scrape_interval: Duration::from_secs(5),
+            node_selector: Default::default(),
+            scaphandre: false,
+            tls_server_name: None,
+            remote_write_secret: "greenflow-remote-write".into(),
+            extra_values: serde_yaml::Value::Null,
+        }
+    }
+}
+
+impl ClusterConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("cluster.namespace", &self.namespace),
+            ("cluster.release", &self.release),
+            ("cluster.remote_write_secret", &self.remote_write_secret),
+        ] {
+            let ok = !value.is_empty()
+                && value.len() <= 53
+                && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !value.starts_with('-')
+                && !value.ends_with('-');
+            if !ok {
+                return Err(ConfigError::value(
+                    key,
+                    value,
+                    "Kubernetes names are lower-case letters, digits and '-' (at most 53), e.g. monitoring",
+                ));
+            }
+        }
+        let mut parts = self.chart_version.split('.');
+        let numeric = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+        if !(numeric(parts.next()) && numeric(parts.next()) && numeric(parts.next()) && parts.next().is_none()) {
+            return Err(ConfigError::value(
+                "cluster.chart_version",
+                &self.chart_version,
+                "give a chart version such as 88.5.3",
+            ));
+        }
+        validate_plain_text("cluster.deployment", &self.deployment)?;
+        if self.scrape_interval < Duration::from_secs(1) {
+            return Err(ConfigError::value(
+                "cluster.scrape_interval",
+                &humantime::format_duration(self.scrape_interval).to_string(),
+                "use at least 1s",
+            ));
+        }
+        if !matches!(self.extra_values, serde_yaml::Value::Null | serde_yaml::Value::Mapping(_)) {
+            return Err(ConfigError::value(
+                "cluster.extra_values",
+                "(not a mapping)",
+                "give a mapping of chart values",
+            ));
+        }
+        Ok(())
     }
 }
 

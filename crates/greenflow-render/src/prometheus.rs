@@ -62,13 +62,27 @@ pub struct AgentConfigInput {
     pub queue: QueueConfig,
 }
 
-struct QueueView {
-    capacity: u32,
-    max_samples_per_send: u32,
-    batch_send_deadline: String,
-    max_shards: u32,
-    min_backoff: String,
-    max_backoff: String,
+/// Queue settings as templates print them (durations in Prometheus' format).
+pub(crate) struct QueueView {
+    pub(crate) capacity: u32,
+    pub(crate) max_samples_per_send: u32,
+    pub(crate) batch_send_deadline: String,
+    pub(crate) max_shards: u32,
+    pub(crate) min_backoff: String,
+    pub(crate) max_backoff: String,
+}
+
+impl From<&QueueConfig> for QueueView {
+    fn from(q: &QueueConfig) -> Self {
+        Self {
+            capacity: q.capacity,
+            max_samples_per_send: q.max_samples_per_send,
+            batch_send_deadline: prometheus_duration(q.batch_send_deadline),
+            max_shards: q.max_shards,
+            min_backoff: prometheus_duration(q.min_backoff),
+            max_backoff: prometheus_duration(q.max_backoff),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -82,7 +96,7 @@ struct AgentTemplate<'a> {
 }
 
 /// Whether a string is a valid Prometheus label name.
-fn is_label_name(name: &str) -> bool {
+pub(crate) fn is_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -97,20 +111,12 @@ pub fn render_agent_config(input: &AgentConfigInput) -> Result<String, RenderErr
             "label names are letters, digits and '_', not starting with a digit",
         ));
     }
-    let q = &input.queue;
     let text = AgentTemplate {
         scrape_interval: prometheus_duration(input.scrape_interval),
         external_labels: &input.external_labels,
         scrape_jobs: &input.scrape_jobs,
         remote_write: &input.remote_write,
-        queue: QueueView {
-            capacity: q.capacity,
-            max_samples_per_send: q.max_samples_per_send,
-            batch_send_deadline: prometheus_duration(q.batch_send_deadline),
-            max_shards: q.max_shards,
-            min_backoff: prometheus_duration(q.min_backoff),
-            max_backoff: prometheus_duration(q.max_backoff),
-        },
+        queue: QueueView::from(&input.queue),
     }
     .render()
     .map_err(RenderError::template("prometheus/agent.yaml"))?;

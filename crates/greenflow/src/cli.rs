@@ -47,6 +47,10 @@ pub enum Command {
     Sink(SinkCommand),
     /// Show the whole path working: the sink, a stand-in cluster on this machine writing into it, live counts.
     Demo(DemoArgs),
+    /// Print the kube-prometheus-stack values that make the cluster's Prometheus write to this sink.
+    ///
+    /// The password is never in them: they reference the Secret `cluster.remote_write_secret`.
+    Values,
     /// List and show recorded runs.
     #[command(subcommand)]
     Runs(RunsCommand),

@@ -113,3 +113,19 @@ fn missing_config_file_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("greenflow init"), "{}", describe(&output));
 }
+
+#[test]
+fn values_are_printed_for_the_public_address_only() {
+    let project = Project::new().env("NODENAME", "laptop").env("TAILSCALE_DOMAIN", "tail1234.ts.net");
+    let text = project.ok(&["values"]);
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let rw = &doc["prometheus"]["prometheusSpec"]["remoteWrite"][0];
+    assert_eq!(rw["url"].as_str(), Some("https://laptop.tail1234.ts.net/vm/api/v1/write"));
+    assert_eq!(rw["basicAuth"]["password"]["name"].as_str(), Some("greenflow-remote-write"));
+
+    let output = Project::new().run(&["values"]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("sink.public_host"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -26,6 +26,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Sink(SinkCommand::Status(args)) => sink::status(&settings, &args).await,
         Command::Sink(SinkCommand::Url(args)) => sink::url(&settings, &args),
         Command::Demo(args) => demo::run(&settings, &args).await,
+        Command::Values => {
+            print!("{}", greenflow_cluster::helm_values(&settings)?);
+            Ok(crate::exit::OK)
+        }
         Command::Runs(RunsCommand::List(args)) => runs::list(&settings, &args),
         Command::Runs(RunsCommand::Show(args)) => runs::show(&settings, &args),
         Command::Bench(BenchCommand::Startup(args)) => bench::startup(&settings, &args).await,

@@ -1,0 +1,242 @@
+//! The kube-prometheus-stack values greenflow renders, checked against the pinned upstream chart values and the
+//! Prometheus CRD schema in `shared/reference/`, and for hostile strings in every text field.
+
+use std::path::{Path, PathBuf};
+
+use greenflow_config::Settings;
+use proptest::prelude::*;
+use serde_yaml::Value;
+
+fn reference_dir() -> PathBuf {
+    // The repository sits beside `shared/` (the project's design and reference material).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..");
+    root.join("shared/reference/kube-prometheus-stack-88.5.3")
+}
+
+fn settings(yaml: &str, env: &[(&str, &str)]) -> Settings {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("greenflow.yaml"), yaml).unwrap();
+    let mut vars: Vec<(String, String)> = vec![("HOME".into(), "/home/r".into())];
+    vars.extend(env.iter().map(|(k, v)| ((*k).into(), (*v).into())));
+    Settings::load(None, dir.path(), vars).unwrap()
+}
+
+fn values(yaml: &str) -> Value {
+    let text = greenflow_cluster::helm_values(&settings(yaml, &[])).unwrap();
+    serde_yaml::from_str(&text).unwrap()
+}
+
+const FULL: &str = "sink:\n  public_host: laptop.tail1234.ts.net\ncluster:\n  deployment: g5k-nancy\n  \
+                    node_selector:\n    kubernetes.io/hostname: node-1\n  scaphandre: true\n  tls_server_name: \
+                    laptop.tail1234.ts.net\n";
+
+#[test]
+fn values_snapshot() {
+    insta::assert_snapshot!(greenflow_cluster::helm_values(&settings(FULL, &[])).unwrap());
+}
+
+#[test]
+fn the_password_is_referenced_never_included() {
+    let settings = settings(FULL, &[("GREENFLOW_SINK_PASSWORD", "hunter2-very-secret")]);
+    let text = greenflow_cluster::helm_values(&settings).unwrap();
+    assert!(!text.contains("hunter2"));
+    let doc: Value = serde_yaml::from_str(&text).unwrap();
+    let auth = &doc["prometheus"]["prometheusSpec"]["remoteWrite"][0]["basicAuth"];
+    assert_eq!(auth["password"]["name"].as_str(), Some("greenflow-remote-write"));
+    assert_eq!(auth["password"]["key"].as_str(), Some("password"));
+    assert_eq!(auth["username"]["key"].as_str(), Some("username"));
+}
+
+#[test]
+fn what_a_run_relies_on() {
+    let doc = values(FULL);
+    let spec = &doc["prometheus"]["prometheusSpec"];
+    assert_eq!(spec["replicas"].as_u64(), Some(0), "nothing scrapes outside a run");
+    assert_eq!(spec["externalLabels"]["greenflow_deployment"].as_str(), Some("g5k-nancy"));
+    assert_eq!(spec["scrapeInterval"].as_str(), Some("5s"));
+    assert_eq!(spec["serviceMonitorSelectorNilUsesHelmValues"].as_bool(), Some(false));
+    let rw = &spec["remoteWrite"][0];
+    assert_eq!(rw["url"].as_str(), Some("https://laptop.tail1234.ts.net/vm/api/v1/write"));
+    assert_eq!(rw["messageVersion"].as_str(), Some("V1.0"));
+    assert_eq!(rw["tlsConfig"]["serverName"].as_str(), Some("laptop.tail1234.ts.net"));
+    assert_eq!(rw["queueConfig"]["maxSamplesPerSend"].as_u64(), Some(10_000));
+    assert_eq!(spec["additionalArgs"][0]["name"].as_str(), Some("storage.remote.flush-deadline"));
+    assert_eq!(doc["grafana"]["enabled"].as_bool(), Some(false));
+    assert_eq!(doc["prometheus-node-exporter"]["prometheus"]["monitor"]["interval"].as_str(), Some("5s"));
+    assert_eq!(doc["prometheus"]["additionalServiceMonitors"][0]["name"].as_str(), Some("scaphandre"));
+}
+
+#[test]
+fn no_public_address_is_a_clear_error() {
+    let err = greenflow_cluster::helm_values(&settings("", &[])).unwrap_err().to_string();
+    assert!(err.contains("sink.public_host") && err.contains("NODENAME"), "{err}");
+}
+
+#[test]
+fn extra_values_are_merged_last() {
+    let doc = values(&format!(
+        "{FULL}  extra_values:\n    prometheus:\n      prometheusSpec:\n        retention: 2d\n        scrapeInterval: 10s\n    \
+         alertmanager:\n      enabled: false\n"
+    ));
+    let spec = &doc["prometheus"]["prometheusSpec"];
+    assert_eq!(spec["retention"].as_str(), Some("2d"));
+    assert_eq!(spec["scrapeInterval"].as_str(), Some("10s"), "user values win");
+    assert_eq!(spec["remoteWrite"][0]["name"].as_str(), Some("greenflow-sink"), "ours stay");
+    assert_eq!(doc["alertmanager"]["enabled"].as_bool(), Some(false));
+}
+
+/// Every key path we emit exists in the chart's values.yaml; free-form maps and lists there end the walk.
+fn assert_paths_exist(ours: &Value, reference: &Value, path: &str) {
+    let Some(map) = ours.as_mapping() else { return };
+    let Some(reference_map) = reference.as_mapping() else { return };
+    if reference_map.is_empty() {
+        return;
+    }
+    for (key, value) in map {
+        let key = key.as_str().unwrap();
+        let here = format!("{path}{key}");
+        let Some(reference_value) = reference_map.get(key) else {
+            panic!("`{here}` is not a value of the pinned chart");
+        };
+        assert_paths_exist(value, reference_value, &format!("{here}."));
+    }
+}
+
+#[test]
+fn every_key_exists_in_the_pinned_chart_values() {
+    let reference: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(reference_dir().join("values.yaml")).unwrap()).unwrap();
+    assert_paths_exist(&values(FULL), &reference, "");
+}
+
+/// The chart's own switches under prometheusSpec, which it does not pass to the Prometheus resource.
+const CHART_ONLY: [&str; 2] = ["serviceMonitorSelectorNilUsesHelmValues", "podMonitorSelectorNilUsesHelmValues"];
+
+/// A small OpenAPI v3 validator for what the CRD uses: type, pattern, enum, properties, items, required.
+fn validate(value: &Value, schema: &Value, path: &str) {
+    if schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true) {
+        assert!(value.is_u64() || value.is_i64() || value.is_string(), "{path}: int or string expected");
+        return;
+    }
+    match schema.get("type").and_then(Value::as_str) {
+        Some("string") => {
+            let text = value.as_str().unwrap_or_else(|| panic!("{path}: string expected, got {value:?}"));
+            if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
+                let re = regex::Regex::new(pattern).unwrap();
+                assert!(re.is_match(text), "{path}: `{text}` does not match {pattern}");
+            }
+            if let Some(options) = schema.get("enum").and_then(Value::as_sequence) {
+                assert!(options.iter().any(|o| o.as_str() == Some(text)), "{path}: `{text}` not in {options:?}");
+            }
+        }
+        Some("integer") => assert!(value.is_u64() || value.is_i64(), "{path}: integer expected, got {value:?}"),
+        Some("boolean") => assert!(value.is_bool(), "{path}: boolean expected, got {value:?}"),
+        Some("array") => {
+            let items = value.as_sequence().unwrap_or_else(|| panic!("{path}: array expected"));
+            for (i, item) in items.iter().enumerate() {
+                validate(item, &schema["items"], &format!("{path}[{i}]"));
+            }
+        }
+        Some("object") => {
+            let map = value.as_mapping().unwrap_or_else(|| panic!("{path}: object expected, got {value:?}"));
+            for required in schema.get("required").and_then(Value::as_sequence).into_iter().flatten() {
+                assert!(map.contains_key(required), "{path}: `{}` is required", required.as_str().unwrap());
+            }
+            let properties = schema.get("properties").and_then(Value::as_mapping);
+            for (key, item) in map {
+                let key = key.as_str().unwrap();
+                match properties.and_then(|p| p.get(key)) {
+                    Some(sub) => validate(item, sub, &format!("{path}.{key}")),
+                    None => match schema.get("additionalProperties") {
+                        Some(additional) if additional.is_mapping() => {
+                            validate(item, additional, &format!("{path}.{key}"))
+                        }
+                        _ => panic!("{path}: `{key}` is not a field of the Prometheus CRD"),
+                    },
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn prometheus_spec_is_allowed_by_the_crd() {
+    let crd: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(reference_dir().join("crd-prometheuses.yaml")).unwrap()).unwrap();
+    let spec_schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let doc = values(FULL);
+    let mut spec = doc["prometheus"]["prometheusSpec"].clone();
+    for key in CHART_ONLY {
+        spec.as_mapping_mut().unwrap().remove(key).expect("chart-only key present");
+    }
+    validate(&spec, spec_schema, "prometheusSpec");
+}
+
+/// Strings rich in what breaks YAML.
+fn hostile() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => proptest::string::string_regex(r#"[a-zA-Z0-9 "'{}\\`$#;:%()\[\]\n\t@.ü€😀\-|>&*!]{1,16}"#).unwrap(),
+        1 => any::<String>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn hostile_strings_round_trip_or_are_refused(deployment in hostile(), server_name in hostile(), selector in hostile()) {
+        let mut config = Value::Mapping(Default::default());
+        config["sink"] = serde_yaml::from_str("public_host: laptop.tail1234.ts.net").unwrap();
+        let mut cluster = serde_yaml::Mapping::new();
+        cluster.insert("deployment".into(), deployment.clone().into());
+        cluster.insert("tls_server_name".into(), server_name.clone().into());
+        let mut node_selector = serde_yaml::Mapping::new();
+        node_selector.insert("kubernetes.io/hostname".into(), selector.clone().into());
+        cluster.insert("node_selector".into(), Value::Mapping(node_selector));
+        config["cluster"] = Value::Mapping(cluster);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("greenflow.yaml"), serde_yaml::to_string(&config).unwrap()).unwrap();
+        let loaded = Settings::load(None, dir.path(), vec![("HOME".to_owned(), "/h".to_owned())]);
+        let Ok(settings) = loaded else {
+            // Refused at load: the message names the key.
+            let err = loaded.unwrap_err().to_string();
+            prop_assert!(err.contains("cluster.deployment"), "{err}");
+            return Ok(());
+        };
+        let text = greenflow_cluster::helm_values(&settings).unwrap();
+        let doc: Value = serde_yaml::from_str(&text).unwrap();
+        let spec = &doc["prometheus"]["prometheusSpec"];
+        prop_assert_eq!(spec["externalLabels"]["greenflow_deployment"].as_str(), Some(deployment.as_str()));
+        prop_assert_eq!(spec["remoteWrite"][0]["tlsConfig"]["serverName"].as_str(), Some(server_name.as_str()));
+        prop_assert_eq!(spec["nodeSelector"]["kubernetes.io/hostname"].as_str(), Some(selector.as_str()));
+        prop_assert_eq!(spec["remoteWrite"].as_sequence().unwrap().len(), 1);
+        prop_assert_eq!(spec["externalLabels"].as_mapping().unwrap().len(), 1);
+    }
+}
+
+#[test]
+fn the_crd_check_catches_what_it_should() {
+    let crd: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(reference_dir().join("crd-prometheuses.yaml")).unwrap()).unwrap();
+    let spec_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone();
+    let doc = values(FULL);
+    let mut good = doc["prometheus"]["prometheusSpec"].clone();
+    for key in CHART_ONLY {
+        good.as_mapping_mut().unwrap().remove(key);
+    }
+    type Breakage = (&'static str, fn(&mut Value));
+    let breakages: [Breakage; 4] = [
+        ("bad enum", |s| s["remoteWrite"][0]["messageVersion"] = "V3".into()),
+        ("bad url pattern", |s| s["remoteWrite"][0]["url"] = "ftp://x".into()),
+        ("unknown field", |s| s["remoteWrite"][0]["queueConfig"]["maxSamplesPerBatch"] = 1.into()),
+        ("wrong type", |s| s["replicas"] = "zero".into()),
+    ];
+    for (what, breakage) in breakages {
+        let mut spec = good.clone();
+        breakage(&mut spec);
+        let schema = spec_schema.clone();
+        let caught = std::panic::catch_unwind(move || validate(&spec, &schema, "prometheusSpec")).is_err();
+        assert!(caught, "{what} was not caught");
+    }
+}
