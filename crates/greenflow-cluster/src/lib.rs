@@ -49,14 +49,7 @@ pub fn helm_values(settings: &Settings) -> Result<String, ClusterError> {
             secret_name: cluster.remote_write_secret.clone(),
             tls_server_name: cluster.tls_server_name.clone(),
         }],
-        queue: QueueConfig {
-            capacity: rw.capacity,
-            max_samples_per_send: rw.max_samples_per_send,
-            batch_send_deadline: rw.batch_send_deadline,
-            max_shards: rw.max_shards,
-            min_backoff: rw.min_backoff,
-            max_backoff: rw.max_backoff,
-        },
+        queue: QueueConfig::from(rw),
         scaphandre: cluster.scaphandre,
     };
     Ok(render_helm_values(&input, &cluster.extra_values)?)

@@ -38,6 +38,19 @@ pub struct QueueConfig {
     pub max_backoff: Duration,
 }
 
+impl From<&greenflow_config::RemoteWriteConfig> for QueueConfig {
+    fn from(rw: &greenflow_config::RemoteWriteConfig) -> Self {
+        Self {
+            capacity: rw.capacity,
+            max_samples_per_send: rw.max_samples_per_send,
+            batch_send_deadline: rw.batch_send_deadline,
+            max_shards: rw.max_shards,
+            min_backoff: rw.min_backoff,
+            max_backoff: rw.max_backoff,
+        }
+    }
+}
+
 /// One scrape job with a single static target.
 #[derive(Debug, Clone)]
 pub struct ScrapeJob {

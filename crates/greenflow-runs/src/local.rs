@@ -98,14 +98,7 @@ impl LocalCluster {
                 username: username.to_owned(),
                 password_file: password_file.to_string_lossy().into_owned(),
             }],
-            queue: QueueConfig {
-                capacity: rw.capacity,
-                max_samples_per_send: rw.max_samples_per_send,
-                batch_send_deadline: rw.batch_send_deadline,
-                max_shards: rw.max_shards,
-                min_backoff: rw.min_backoff,
-                max_backoff: rw.max_backoff,
-            },
+            queue: QueueConfig::from(rw),
         })?;
         let prometheus_config = dir.join("prometheus.yml");
         write_public(&prometheus_config, &config)?;
