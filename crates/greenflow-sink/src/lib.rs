@@ -22,7 +22,7 @@ pub use layout::{
     loopback_urls, preflight, prepare, sink_password,
 };
 pub use runtime::{
-    ComponentState, RunningSink, STATE_FORMAT_VERSION, SinkLock, SinkState, StopOutcome, check_health, read_state,
-    running_supervisor, stop_running,
+    ComponentState, Health, RunningSink, STATE_FORMAT_VERSION, SinkLock, SinkState, StopOutcome, check_health,
+    read_state, running_supervisor, stop_running,
 };
 pub use status::{ComponentStatus, SinkStatus, sink_status};

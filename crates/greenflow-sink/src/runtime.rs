@@ -207,21 +207,14 @@ impl RunningSink {
         let deadline = Instant::now() + timeout;
         loop {
             let health = check_health(&self.state(), &self.prepared.username, &self.prepared.password).await;
-            let waiting: Vec<ComponentName> =
-                health.iter().filter(|(_, result)| result.is_err()).map(|(name, _)| *name).collect();
-            if waiting.is_empty() {
+            if health.is_ok() {
                 return Ok(());
             }
-            progress(&waiting);
+            progress(&health.waiting());
             if Instant::now() >= deadline {
-                let detail = health
-                    .into_iter()
-                    .filter_map(|(name, result)| result.err().map(|e| format!("{}: {e}", name.as_str())))
-                    .collect::<Vec<_>>()
-                    .join("; ");
                 return Err(SinkError::NotHealthy {
                     seconds: timeout.as_secs(),
-                    detail,
+                    detail: health.problems(),
                     logs: self.prepared.logs_dir.clone(),
                 });
             }
@@ -263,26 +256,41 @@ async fn publish_state(
     }
 }
 
+/// The outcome of one round of health checks.
+#[derive(Debug)]
+pub struct Health(Vec<(ComponentName, Result<(), SinkError>)>);
+
+impl Health {
+    /// Each component's result.
+    pub fn entries(&self) -> &[(ComponentName, Result<(), SinkError>)] {
+        &self.0
+    }
+
+    /// True when every component answered.
+    pub fn is_ok(&self) -> bool {
+        self.0.iter().all(|(_, result)| result.is_ok())
+    }
+
+    /// The components that did not answer.
+    pub fn waiting(&self) -> Vec<ComponentName> {
+        self.0.iter().filter(|(_, result)| result.is_err()).map(|(name, _)| *name).collect()
+    }
+
+    /// What is wrong, one `component: reason` per failing component.
+    pub fn problems(&self) -> String {
+        self.0
+            .iter()
+            .filter_map(|(name, result)| result.as_ref().err().map(|e| format!("{}: {e}", name.as_str())))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 /// Each component's health: VictoriaMetrics' `/health`, the whole authenticated path through Caddy, Grafana's
-/// `/api/health`.
-pub async fn check_health(
-    state: &SinkState,
-    username: &str,
-    password: &Secret,
-) -> Vec<(ComponentName, Result<(), SinkError>)> {
+/// `/api/health`. A component without a process is not asked.
+pub async fn check_health(state: &SinkState, username: &str, password: &Secret) -> Health {
     let mut results = Vec::new();
     for component in &state.components {
-        let result = match component.name {
-            ComponentName::VictoriaMetrics => {
-                SinkClient::new(format!("http://{}", component.listen), None).health().await
-            }
-            ComponentName::Caddy => {
-                SinkClient::new(state.urls.query_url.clone(), Some((username.to_owned(), password.clone())))
-                    .health()
-                    .await
-            }
-            ComponentName::Grafana => SinkClient::new(format!("http://{}/api", component.listen), None).health().await,
-        };
         let result = if component.pid.is_none() {
             Err(SinkError::Answer {
                 what: component.name.as_str().into(),
@@ -290,11 +298,23 @@ pub async fn check_health(
                 detail: "not running".into(),
             })
         } else {
-            result
+            match component.name {
+                ComponentName::VictoriaMetrics => {
+                    SinkClient::new(format!("http://{}", component.listen), None).health().await
+                }
+                ComponentName::Caddy => {
+                    SinkClient::new(state.urls.query_url.clone(), Some((username.to_owned(), password.clone())))
+                        .health()
+                        .await
+                }
+                ComponentName::Grafana => {
+                    SinkClient::new(format!("http://{}/api", component.listen), None).health().await
+                }
+            }
         };
         results.push((component.name, result));
     }
-    results
+    Health(results)
 }
 
 /// What `sink down` did.

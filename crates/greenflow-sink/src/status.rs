@@ -89,14 +89,17 @@ pub async fn sink_status(settings: &Settings) -> SinkStatus {
         Some(state) => {
             let password = sink_password(settings).ok();
             let health = match &password {
-                Some(password) => check_health(&state, &sink.username, password).await,
-                None => Vec::new(),
+                Some(password) => Some(check_health(&state, &sink.username, password).await),
+                None => None,
             };
             let mut components: Vec<ComponentStatus> = state
                 .components
                 .iter()
                 .map(|c| {
-                    let result = health.iter().find(|(name, _)| *name == c.name).map(|(_, r)| r);
+                    let result = health
+                        .as_ref()
+                        .and_then(|h| h.entries().iter().find(|(name, _)| *name == c.name))
+                        .map(|(_, r)| r);
                     ComponentStatus {
                         name: c.name,
                         required: c.name != ComponentName::Grafana,

@@ -96,7 +96,7 @@ async fn run_with_sink(
 
     let client = SinkClient::new(urls.query_url.clone(), Some((username, password)));
     let selector = format!("{{{RUN_LABEL}={}}}", promql_string(id.as_str()));
-    let outcome = observe(&client, &selector, args, stop, began).await;
+    let outcome = observe(&client, &urls.grafana_url, &selector, args, stop, began).await;
 
     eprintln!("stopping the stand-in cluster (flushing its queue) ...");
     cluster.stop().await;
@@ -123,6 +123,7 @@ async fn run_with_sink(
 /// Waits for the first sample, prints the URLs, then a live line until the duration ends or Ctrl-C.
 async fn observe(
     client: &SinkClient,
+    grafana_url: &str,
     selector: &str,
     args: &DemoArgs,
     stop: &mut StopRequests,
@@ -156,7 +157,7 @@ async fn observe(
     progress.finish();
     eprintln!("first sample in the sink {} after start", human_duration(began.elapsed()));
     println!("query API:  {}  (selector {selector})", client.base());
-    println!("Grafana:    {}", client.base().trim_end_matches("/vm").to_owned() + "/grafana/");
+    println!("Grafana:    {grafana_url}");
 
     let observed_since = Instant::now();
     let until = args.duration.map(|d| observed_since + d);

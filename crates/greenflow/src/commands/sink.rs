@@ -140,16 +140,12 @@ async fn detach(settings: &Settings, args: &SinkUpArgs, config_flag: Option<&Pat
         if let Some(state) = read_state(settings) {
             let password = sink_password(settings)?;
             let health = check_health(&state, &settings.config.sink.username, &password).await;
-            if health.iter().all(|(_, r)| r.is_ok()) {
+            if health.is_ok() {
                 break Ok(state);
             }
-            let waiting: Vec<&str> = health.iter().filter(|(_, r)| r.is_err()).map(|(n, _)| n.as_str()).collect();
+            let waiting: Vec<&str> = health.waiting().iter().map(|n| n.as_str()).collect();
             progress.set(&format!("waiting for {}", waiting.join(", ")));
-            last_problem = health
-                .iter()
-                .filter_map(|(name, result)| result.as_ref().err().map(|e| format!("{}: {e}", name.as_str())))
-                .collect::<Vec<_>>()
-                .join("; ");
+            last_problem = health.problems();
         }
         if Instant::now() >= deadline {
             let _ = stop_running(settings, Duration::from_secs(20)).await;
