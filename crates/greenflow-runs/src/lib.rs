@@ -5,6 +5,7 @@
 //! stand-in cluster (a Prometheus agent and node-exporter on this machine) that `greenflow demo` uses. It does not
 //! parse command lines or print.
 
+pub mod drain;
 mod error;
 mod local;
 mod record;
