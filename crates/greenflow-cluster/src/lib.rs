@@ -1,13 +1,39 @@
 //! greenflow's cluster side.
 //!
-//! Today: the kube-prometheus-stack values that make the cluster's Prometheus write to the sink. Next: installing the
-//! chart, the remote-write Secret, scaling the Prometheus resource and the experiment lock, through kube-rs with an
-//! injected client. This crate never reads the sink's secrets: the values only name the Secret.
+//! What it does: renders the kube-prometheus-stack values that make the cluster's Prometheus write to the sink
+//! ([`helm_values`]); installs the chart and the remote-write Secret ([`KubeCluster::install`], helm through duct);
+//! scales the chart's Prometheus resource up and down with a JSON merge patch and waits for it at the current
+//! generation; holds the experiment lock (a `coordination.k8s.io/v1` Lease); reads Prometheus' own `/metrics`
+//! through the API server's service proxy. Everything goes through an injected [`kube::Client`], so tests use a fake
+//! API server (the `testing` module, behind the `testing` feature).
+//!
+//! What it does not: decide when to scale or whether a run is drained (that is `greenflow-runs`), parse metrics, or
+//! read the sink's secrets (the password is handed in by the caller and never printed).
+
+mod error;
+mod install;
+mod kube_cluster;
+mod lease;
+mod prometheus;
+mod status;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::ClusterError;
+pub use install::{Change, Helm, InstallPlan, InstallReport, UninstallReport};
+pub use kube_cluster::{ClusterNames, KubeCluster, connect};
+pub use lease::LeaseInfo;
+pub use prometheus::{Condition, PROMETHEUS_APP_LABEL, PROMETHEUS_PORT_NAME, PrometheusInfo};
+pub use status::{ClusterStatus, ReleaseInfo};
 
 use std::time::Duration;
 
-use greenflow_config::{ConfigError, Settings};
-use greenflow_render::{HelmRemoteWrite, HelmValuesInput, QueueConfig, RenderError, render_helm_values};
+use greenflow_config::Settings;
+use greenflow_render::{HelmRemoteWrite, HelmValuesInput, QueueConfig, render_helm_values};
+
+/// The name of the remote-write queue (the `remoteWrite` entry) that writes to the sink; Prometheus' metrics carry
+/// it as `remote_name`.
+pub const REMOTE_NAME: &str = "greenflow-sink";
 
 /// The label that names the deployment (cluster or site) on every sample.
 pub const DEPLOYMENT_LABEL: &str = "greenflow_deployment";
@@ -15,23 +41,6 @@ pub const DEPLOYMENT_LABEL: &str = "greenflow_deployment";
 /// Prometheus' `--storage.remote.flush-deadline` in the cluster: a last resort at scale-down (greenflow drains the
 /// queue before it scales down), long enough to send a backlog over a slow link.
 pub const CLUSTER_FLUSH_DEADLINE: Duration = Duration::from_secs(600);
-
-/// Why values could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    /// No address for the cluster to write to.
-    #[error(
-        "the cluster needs the sink's public address: set sink.public_host in greenflow.yaml (e.g. \
-         laptop.tail1234.ts.net), or NODENAME and TAILSCALE_DOMAIN, or EXPERIMENT_STORAGE_URL"
-    )]
-    NoPublicAddress,
-    /// The settings are not usable.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// Rendering failed.
-    #[error(transparent)]
-    Render(#[from] RenderError),
-}
 
 /// The kube-prometheus-stack values for these settings.
 pub fn helm_values(settings: &Settings) -> Result<String, ClusterError> {
@@ -44,7 +53,7 @@ pub fn helm_values(settings: &Settings) -> Result<String, ClusterError> {
         flush_deadline: CLUSTER_FLUSH_DEADLINE,
         node_selector: cluster.node_selector.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         remote_write: vec![HelmRemoteWrite {
-            name: "greenflow-sink".into(),
+            name: REMOTE_NAME.into(),
             url: public.remote_write_url.clone(),
             secret_name: cluster.remote_write_secret.clone(),
             tls_server_name: cluster.tls_server_name.clone(),

@@ -1,0 +1,393 @@
+//! `greenflow cluster install` and `uninstall`: the namespace, the remote-write Secret (through kube-rs, so the
+//! password never reaches helm or a values file), and the pinned kube-prometheus-stack chart through helm.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use greenflow_config::{Secret, Settings};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret as KubeSecret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, PostParams};
+use serde::Serialize;
+
+use crate::error::{ClusterError, api_code};
+use crate::kube_cluster::KubeCluster;
+
+/// The chart repository of kube-prometheus-stack.
+pub const CHART_REPO: &str = "https://prometheus-community.github.io/helm-charts";
+/// The chart's name in it.
+pub const CHART_NAME: &str = "kube-prometheus-stack";
+
+/// The helm program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Helm {
+    /// Its path.
+    pub path: PathBuf,
+}
+
+impl Helm {
+    /// Finds helm: `cluster.helm_binary` when set (it must be a file), else `helm` on the settings' PATH.
+    pub fn locate(settings: &Settings) -> Result<Self, ClusterError> {
+        let configured = settings.config.cluster.helm_binary.clone();
+        if let Some(path) = configured {
+            let path = if path.is_relative() { settings.project_dir.join(path) } else { path };
+            return if path.is_file() {
+                Ok(Self { path })
+            } else {
+                Err(ClusterError::HelmMissing { configured: Some(path) })
+            };
+        }
+        let search = settings.env.get("PATH").unwrap_or_default();
+        std::env::split_paths(search)
+            .map(|dir| dir.join("helm"))
+            .find(|candidate| is_executable(candidate))
+            .map(|path| Self { path })
+            .ok_or(ClusterError::HelmMissing { configured: None })
+    }
+
+    /// `helm version`, e.g. `v3.18.4` or `v4.1.4`.
+    pub fn version(&self) -> Result<String, ClusterError> {
+        let output = self.run(&["version".into(), "--template".into(), "{{.Version}}".into()])?;
+        Ok(output.trim().to_owned())
+    }
+
+    /// Runs helm with `args`; its stdout on success, [`ClusterError::Helm`] with its stderr on failure.
+    pub fn run(&self, args: &[String]) -> Result<String, ClusterError> {
+        let command = self.command_line(args);
+        tracing::debug!(%command, "running helm");
+        let output = duct::cmd(&self.path, args)
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .map_err(|source| ClusterError::Io { action: format!("run `{command}`"), source })?;
+        if output.status.success() {
+            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let stderr = last[last.len().saturating_sub(3)..].join(" / ");
+        Err(ClusterError::Helm {
+            command,
+            stderr: if stderr.is_empty() { format!("exit status {}", output.status) } else { stderr },
+        })
+    }
+
+    /// The command line as a shell would show it (arguments quoted when needed).
+    pub fn command_line(&self, args: &[String]) -> String {
+        std::iter::once(self.path.display().to_string())
+            .chain(args.iter().cloned())
+            .map(|a| shell_quote(&a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+".contains(c)) {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// Everything `cluster install` will do, decided before anything is changed.
+#[derive(Debug, Clone)]
+pub struct InstallPlan {
+    /// helm.
+    pub helm: Helm,
+    /// The namespace.
+    pub namespace: String,
+    /// The release name.
+    pub release: String,
+    /// The pinned chart version.
+    pub chart_version: String,
+    /// The remote-write Secret's name.
+    pub secret_name: String,
+    /// The remote-write user name (stored in the Secret).
+    pub username: String,
+    /// The rendered chart values (no secret in them).
+    pub values: String,
+    /// The kubeconfig context, passed to helm.
+    pub kube_context: Option<String>,
+}
+
+impl InstallPlan {
+    /// Finds helm and renders the values; fails before anything is changed.
+    pub fn new(settings: &Settings) -> Result<Self, ClusterError> {
+        let mut plan = Self::without_values(settings)?;
+        plan.values = crate::helm_values(settings)?;
+        Ok(plan)
+    }
+
+    /// Finds helm only (for `uninstall`, which needs no values and so no sink address).
+    pub fn without_values(settings: &Settings) -> Result<Self, ClusterError> {
+        let helm = Helm::locate(settings)?;
+        let values = String::new();
+        let cluster = &settings.config.cluster;
+        Ok(Self {
+            helm,
+            namespace: cluster.namespace.clone(),
+            release: cluster.release.clone(),
+            chart_version: cluster.chart_version.clone(),
+            secret_name: cluster.remote_write_secret.clone(),
+            username: settings.config.sink.username.clone(),
+            values,
+            kube_context: cluster.context.clone(),
+        })
+    }
+
+    /// The `helm upgrade --install` arguments, reading values from `values_file`.
+    pub fn helm_args(&self, values_file: &Path) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "upgrade",
+            "--install",
+            &self.release,
+            CHART_NAME,
+            "--repo",
+            CHART_REPO,
+            "--version",
+            &self.chart_version,
+            "--namespace",
+            &self.namespace,
+            "--values",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.push(values_file.display().to_string());
+        args.extend(self.context_args());
+        args.extend(["--wait".to_owned(), "--timeout".to_owned(), "10m".to_owned()]);
+        args
+    }
+
+    /// The `helm uninstall` arguments.
+    pub fn uninstall_args(&self) -> Vec<String> {
+        let mut args: Vec<String> =
+            ["uninstall", &self.release, "--namespace", &self.namespace, "--ignore-not-found", "--wait"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
+        args.extend(self.context_args());
+        args
+    }
+
+    fn context_args(&self) -> Vec<String> {
+        match &self.kube_context {
+            Some(context) => vec!["--kube-context".to_owned(), context.clone()],
+            None => Vec::new(),
+        }
+    }
+
+    /// What `install --dry-run` prints: the steps, the exact helm command, and the values. The password appears
+    /// only as `[redacted]`.
+    pub fn describe(&self) -> String {
+        let mut text = String::new();
+        let values_file = Path::new("<temporary file with the values below>");
+        let _ = writeln!(text, "greenflow cluster install would:");
+        let _ = writeln!(text, "1. create the namespace {} if it does not exist", self.namespace);
+        let _ = writeln!(
+            text,
+            "2. create or update the Secret {}/{} (keys: username={}, password=[redacted])",
+            self.namespace, self.secret_name, self.username
+        );
+        let _ = writeln!(text, "3. run: {}", self.helm.command_line(&self.helm_args(values_file)));
+        let _ = writeln!(text, "\nvalues:\n---");
+        text.push_str(&self.values);
+        if !self.values.ends_with('\n') {
+            text.push('\n');
+        }
+        text
+    }
+}
+
+/// What an install step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Change {
+    /// It did not exist and was created.
+    Created,
+    /// It existed with other contents and was updated.
+    Updated,
+    /// It was already as wanted.
+    Unchanged,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Unchanged => "unchanged",
+        })
+    }
+}
+
+/// What `cluster install` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallReport {
+    /// The namespace step.
+    pub namespace: Change,
+    /// The Secret step.
+    pub secret: Change,
+    /// The helm version used.
+    pub helm_version: String,
+    /// The Kubernetes version of the cluster.
+    pub kubernetes_version: String,
+    /// helm's output.
+    pub helm_output: String,
+}
+
+/// What `cluster uninstall` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct UninstallReport {
+    /// helm's output.
+    pub helm_output: String,
+    /// Whether the Secret existed and was deleted.
+    pub secret_deleted: bool,
+    /// Whether the Lease existed and was deleted.
+    pub lease_deleted: bool,
+}
+
+impl KubeCluster {
+    /// Installs (or upgrades) greenflow's release: checks helm and the API server first, then ensures the namespace,
+    /// creates or updates the remote-write Secret with `password`, and runs `helm upgrade --install` with the values
+    /// in a temporary file. Idempotent.
+    pub async fn install(&self, plan: &InstallPlan, password: &Secret) -> Result<InstallReport, ClusterError> {
+        let helm = plan.helm.clone();
+        let helm_version = blocking(move || helm.version()).await?;
+        let kubernetes_version = self.kubernetes_version().await?;
+        let namespace = self.ensure_namespace().await?;
+        let secret = self.apply_remote_write_secret(&plan.username, password).await?;
+        let mut values_file = tempfile::Builder::new()
+            .prefix("greenflow-values-")
+            .suffix(".yaml")
+            .tempfile()
+            .map_err(|source| ClusterError::Io { action: "create a temporary values file".into(), source })?;
+        std::io::Write::write_all(&mut values_file, plan.values.as_bytes())
+            .map_err(|source| ClusterError::Io { action: "write the temporary values file".into(), source })?;
+        let args = plan.helm_args(values_file.path());
+        let helm = plan.helm.clone();
+        let helm_output = blocking(move || helm.run(&args)).await?;
+        drop(values_file);
+        Ok(InstallReport { namespace, secret, helm_version, kubernetes_version, helm_output })
+    }
+
+    /// Removes greenflow's release (helm uninstall), the remote-write Secret and the Lease; keeps the namespace.
+    /// Refuses while a run holds the experiment lock.
+    pub async fn uninstall(&self, plan: &InstallPlan) -> Result<UninstallReport, ClusterError> {
+        self.kubernetes_version().await?;
+        if let Some(lease) = self.lease_info().await?
+            && !lease.holder.is_empty()
+            && !lease.expired
+        {
+            return Err(ClusterError::LockHeld {
+                lease: format!("{}/{}", self.names.namespace, self.names.lease_name),
+                holder: lease.holder,
+                since: lease.since.unwrap_or_default(),
+                expires: lease.expires.unwrap_or_default(),
+            });
+        }
+        let args = plan.uninstall_args();
+        let helm = plan.helm.clone();
+        let helm_output = blocking(move || helm.run(&args)).await?;
+        let secret_deleted = self.delete_remote_write_secret().await?;
+        let lease_deleted = self.delete_lease().await?;
+        Ok(UninstallReport { helm_output, secret_deleted, lease_deleted })
+    }
+
+    /// Creates the namespace when it does not exist.
+    pub async fn ensure_namespace(&self) -> Result<Change, ClusterError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let name = &self.names.namespace;
+        let action = || format!("create the namespace {name}");
+        if api.get_opt(name).await.map_err(|e| ClusterError::api(action(), e))?.is_some() {
+            return Ok(Change::Unchanged);
+        }
+        let namespace =
+            Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() }, ..Default::default() };
+        match api.create(&PostParams::default(), &namespace).await {
+            Ok(_) => Ok(Change::Created),
+            Err(err) if api_code(&err) == Some(409) => Ok(Change::Unchanged),
+            Err(source) => Err(ClusterError::api(action(), source)),
+        }
+    }
+
+    /// Creates or updates the remote-write Secret (keys `username` and `password`).
+    pub async fn apply_remote_write_secret(&self, username: &str, password: &Secret) -> Result<Change, ClusterError> {
+        let api: Api<KubeSecret> = Api::namespaced(self.client.clone(), &self.names.namespace);
+        let name = &self.names.remote_write_secret;
+        let reference = format!("{}/{name}", self.names.namespace);
+        let data = BTreeMap::from([
+            ("username".to_owned(), ByteString(username.as_bytes().to_vec())),
+            ("password".to_owned(), ByteString(password.expose().as_bytes().to_vec())),
+        ]);
+        let existing =
+            api.get_opt(name).await.map_err(|e| ClusterError::api(format!("read the Secret {reference}"), e))?;
+        match existing {
+            None => {
+                let secret = KubeSecret {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        labels: Some(BTreeMap::from([(
+                            "app.kubernetes.io/managed-by".to_owned(),
+                            "greenflow".to_owned(),
+                        )])),
+                        ..Default::default()
+                    },
+                    type_: Some("Opaque".into()),
+                    data: Some(data),
+                    ..Default::default()
+                };
+                api.create(&PostParams::default(), &secret)
+                    .await
+                    .map_err(|e| ClusterError::api(format!("create the Secret {reference}"), e))?;
+                Ok(Change::Created)
+            }
+            Some(mut secret) => {
+                let same = secret.data.as_ref().is_some_and(|d| {
+                    d.get("username") == data.get("username") && d.get("password") == data.get("password")
+                });
+                if same && secret.string_data.is_none() {
+                    return Ok(Change::Unchanged);
+                }
+                let mut merged = secret.data.take().unwrap_or_default();
+                merged.extend(data);
+                secret.data = Some(merged);
+                secret.string_data = None;
+                api.replace(name, &PostParams::default(), &secret)
+                    .await
+                    .map_err(|e| ClusterError::api(format!("update the Secret {reference}"), e))?;
+                Ok(Change::Updated)
+            }
+        }
+    }
+
+    /// Deletes the remote-write Secret. Not an error when it is gone.
+    pub async fn delete_remote_write_secret(&self) -> Result<bool, ClusterError> {
+        let api: Api<KubeSecret> = Api::namespaced(self.client.clone(), &self.names.namespace);
+        match api.delete(&self.names.remote_write_secret, &DeleteParams::default()).await {
+            Ok(_) => Ok(true),
+            Err(err) if api_code(&err) == Some(404) => Ok(false),
+            Err(source) => Err(ClusterError::api(
+                format!("delete the Secret {}/{}", self.names.namespace, self.names.remote_write_secret),
+                source,
+            )),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ClusterError> + Send + 'static,
+) -> Result<T, ClusterError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ClusterError::Io { action: "run helm".into(), source: std::io::Error::other(e) })?
+}

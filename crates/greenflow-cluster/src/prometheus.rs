@@ -1,0 +1,271 @@
+//! The chart's Prometheus resource (`monitoring.coreos.com/v1` `Prometheus`): finding it, scaling it with a JSON
+//! merge patch of `spec.replicas` and `spec.externalLabels` (never the /scale subresource, which maps to
+//! `spec.shards`), waiting for it at the patched generation, and reading its `/metrics` through the service proxy.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::error::{ClusterError, api_code};
+use crate::kube_cluster::KubeCluster;
+
+/// The `app` label kube-prometheus-stack puts on its Prometheus resource and Service (the `release` label names
+/// the release).
+pub const PROMETHEUS_APP_LABEL: &str = "kube-prometheus-stack-prometheus";
+
+/// The port name of the chart's Prometheus Service (port 9090).
+pub const PROMETHEUS_PORT_NAME: &str = "http-web";
+
+/// One status condition of the Prometheus resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Condition {
+    /// `True`, `False` or `Degraded`.
+    pub status: String,
+    /// The generation it was computed for.
+    pub observed_generation: Option<i64>,
+    /// Why, in a word.
+    pub reason: Option<String>,
+    /// Why, in a sentence.
+    pub message: Option<String>,
+}
+
+/// What the Prometheus resource says about itself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrometheusInfo {
+    /// Its name (also the name of its Service).
+    pub name: String,
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// `spec.replicas` (the chart sets 0 outside runs).
+    pub replicas: i64,
+    /// `status.availableReplicas`.
+    pub available_replicas: i64,
+    /// The Prometheus version (`spec.version`, else the image tag).
+    pub version: Option<String>,
+    /// The chart version, from the `chart` label (`kube-prometheus-stack-88.5.3` gives `88.5.3`).
+    pub chart_version: Option<String>,
+    /// `spec.externalLabels`.
+    pub external_labels: BTreeMap<String, String>,
+    /// The `Available` condition.
+    pub available: Option<Condition>,
+    /// The `Reconciled` condition.
+    pub reconciled: Option<Condition>,
+}
+
+impl PrometheusInfo {
+    fn from_object(object: &DynamicObject) -> Self {
+        let data = &object.data;
+        let spec = &data["spec"];
+        let status = &data["status"];
+        let condition = |kind: &str| {
+            status["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == kind).map(|c| Condition {
+                status: c["status"].as_str().unwrap_or("Unknown").to_owned(),
+                observed_generation: c["observedGeneration"].as_i64(),
+                reason: c["reason"].as_str().map(str::to_owned),
+                message: c["message"].as_str().map(str::to_owned),
+            })
+        };
+        let version = spec["version"]
+            .as_str()
+            .filter(|v| !v.is_empty())
+            .or_else(|| spec["image"].as_str().and_then(|image| image.rsplit_once(':').map(|(_, tag)| tag)))
+            .map(str::to_owned);
+        let chart_version = object
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get("chart"))
+            .and_then(|chart| chart.strip_prefix("kube-prometheus-stack-"))
+            .map(str::to_owned);
+        let external_labels = spec["externalLabels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+            .collect();
+        Self {
+            name: object.metadata.name.clone().unwrap_or_default(),
+            generation: object.metadata.generation.unwrap_or(0),
+            replicas: spec["replicas"].as_i64().unwrap_or(1),
+            available_replicas: status["availableReplicas"].as_i64().unwrap_or(0),
+            version,
+            chart_version,
+            external_labels,
+            available: condition("Available"),
+            reconciled: condition("Reconciled"),
+        }
+    }
+
+    /// Whether `Available` and `Reconciled` are both `True` for `generation` (a condition computed for an older
+    /// generation does not count).
+    pub fn is_ready_at(&self, generation: i64) -> bool {
+        let current = |c: &Option<Condition>| {
+            c.as_ref().is_some_and(|c| c.status == "True" && c.observed_generation == Some(generation))
+        };
+        current(&self.available) && current(&self.reconciled)
+    }
+
+    /// One line for progress reports, e.g. `Prometheus: Available=False (0/1 replicas), Reconciled=True`.
+    pub fn summary(&self, generation: i64) -> String {
+        let show = |name: &str, c: &Option<Condition>| match c {
+            None => format!("{name}=Unknown"),
+            Some(c) => {
+                let mut text = format!("{name}={}", c.status);
+                if c.observed_generation.is_some_and(|g| g < generation) {
+                    text.push_str(" (not yet for this change)");
+                } else if c.status != "True"
+                    && let Some(reason) = c.reason.as_deref().or(c.message.as_deref())
+                {
+                    text.push_str(&format!(" ({reason})"));
+                }
+                text
+            }
+        };
+        format!(
+            "Prometheus: {} ({}/{} replicas), {}",
+            show("Available", &self.available),
+            self.available_replicas,
+            self.replicas,
+            show("Reconciled", &self.reconciled)
+        )
+    }
+}
+
+fn prometheus_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("monitoring.coreos.com", "v1", "Prometheus"),
+        "prometheuses",
+    )
+}
+
+impl KubeCluster {
+    fn prometheus_api(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.names.namespace, &prometheus_resource())
+    }
+
+    fn no_prometheus(&self) -> ClusterError {
+        ClusterError::NoPrometheus { release: self.names.release.clone(), namespace: self.names.namespace.clone() }
+    }
+
+    /// Finds the release's Prometheus resource: labelled `app=kube-prometheus-stack-prometheus` and
+    /// `release=<release>` in the namespace. [`ClusterError::NoPrometheus`] when there is none (or the CRD is not
+    /// installed).
+    pub async fn find_prometheus(&self) -> Result<PrometheusInfo, ClusterError> {
+        let selector = format!("app={PROMETHEUS_APP_LABEL},release={}", self.names.release);
+        let list = match self.prometheus_api().list(&ListParams::default().labels(&selector)).await {
+            Ok(list) => list,
+            // No Prometheus CRD: the chart was never installed.
+            Err(err) if api_code(&err) == Some(404) => return Err(self.no_prometheus()),
+            Err(source) => {
+                return Err(ClusterError::api(
+                    format!("list Prometheus resources in namespace {}", self.names.namespace),
+                    source,
+                ));
+            }
+        };
+        let mut items = list.items;
+        items.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        if items.len() > 1 {
+            tracing::warn!(count = items.len(), selector, "several Prometheus resources match; using the first");
+        }
+        let object = items.into_iter().next().ok_or_else(|| self.no_prometheus())?;
+        let info = PrometheusInfo::from_object(&object);
+        *self.prometheus_name.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.name.clone());
+        Ok(info)
+    }
+
+    async fn prometheus_name(&self) -> Result<String, ClusterError> {
+        let known = self.prometheus_name.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match known {
+            Some(name) => Ok(name),
+            None => Ok(self.find_prometheus().await?.name),
+        }
+    }
+
+    /// Sets `spec.replicas` and changes `spec.externalLabels` with one JSON merge patch: `add` sets labels, `remove`
+    /// deletes them (as `null`). Labels not named are left as they are. Returns the resource after the patch (its
+    /// `generation` is what [`KubeCluster::wait_ready`] waits for).
+    pub async fn scale(
+        &self,
+        replicas: i64,
+        add: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<PrometheusInfo, ClusterError> {
+        let name = self.find_prometheus().await?.name;
+        let patch = scale_patch(replicas, add, remove);
+        tracing::debug!(%name, %patch, "patching Prometheus");
+        let object =
+            self.prometheus_api().patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(
+                |source| ClusterError::api(format!("patch Prometheus {}/{name}", self.names.namespace), source),
+            )?;
+        Ok(PrometheusInfo::from_object(&object))
+    }
+
+    /// Waits until the Prometheus resource is `Available` and `Reconciled` at `generation`, polling, at most
+    /// `timeout`; each poll's state goes to `progress`. [`ClusterError::NotReady`] on timeout, with the last state.
+    pub async fn wait_ready(
+        &self,
+        generation: i64,
+        timeout: Duration,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<PrometheusInfo, ClusterError> {
+        let start = Instant::now();
+        loop {
+            let info = self.find_prometheus().await?;
+            if info.is_ready_at(generation) {
+                return Ok(info);
+            }
+            let detail = info.summary(generation);
+            progress(&detail);
+            let elapsed = start.elapsed();
+            if elapsed >= timeout {
+                return Err(ClusterError::NotReady { timeout, detail });
+            }
+            tokio::time::sleep(self.poll_interval.min(timeout - elapsed)).await;
+        }
+    }
+
+    /// The API server path of Prometheus' `/metrics` through the service proxy.
+    pub async fn metrics_path(&self) -> Result<String, ClusterError> {
+        let name = self.prometheus_name().await?;
+        Ok(format!(
+            "/api/v1/namespaces/{}/services/http:{name}:{PROMETHEUS_PORT_NAME}/proxy/metrics",
+            self.names.namespace
+        ))
+    }
+
+    /// Prometheus' own `/metrics` text, through the API server's service proxy (no port-forward, works for an
+    /// agent too).
+    pub async fn prometheus_metrics(&self) -> Result<String, ClusterError> {
+        let path = self.metrics_path().await?;
+        let request = http::Request::get(&path).body(Vec::new()).map_err(|e| ClusterError::Io {
+            action: format!("build the request for {path}"),
+            source: std::io::Error::other(e),
+        })?;
+        self.client.request_text(request).await.map_err(|source| {
+            ClusterError::api(
+                format!("read Prometheus' /metrics through the API server's service proxy ({path}); is it running?"),
+                source,
+            )
+        })
+    }
+}
+
+/// The merge patch [`KubeCluster::scale`] sends.
+pub(crate) fn scale_patch(replicas: i64, add: &BTreeMap<String, String>, remove: &[String]) -> Value {
+    let mut labels = serde_json::Map::new();
+    for key in remove {
+        labels.insert(key.clone(), Value::Null);
+    }
+    for (key, value) in add {
+        labels.insert(key.clone(), Value::String(value.clone()));
+    }
+    let mut spec = json!({ "replicas": replicas });
+    if !labels.is_empty() {
+        spec["externalLabels"] = Value::Object(labels);
+    }
+    json!({ "spec": spec })
+}

@@ -1,0 +1,692 @@
+//! A small stateful fake of the Kubernetes API server, for tests of this crate and of its users (enable the
+//! `testing` feature in `[dev-dependencies]`).
+//!
+//! It follows kube-rs's mock pattern — a `tower_test::mock::pair` behind a real [`kube::Client`] — but instead of a
+//! script of expected calls it keeps objects and answers like an API server: plain REST on any collection (create,
+//! get, list with equality label selectors, replace with resourceVersion checks, JSON merge patch, delete with
+//! preconditions), `/version`, and the service proxy's `/metrics`. A simulated operator reconciles the Prometheus
+//! resource after a patch, one read late, so a stale `Available` condition is seen first. Every request is recorded
+//! for assertions.
+//!
+//! ```no_run
+//! # async fn doc() {
+//! use greenflow_cluster::testing::{FakeApiServer, Operator};
+//! let fake = FakeApiServer::new("monitoring", "greenflow")
+//!     .with_operator(Operator::Ready)
+//!     .with_metrics(|| "prometheus_remote_storage_samples_pending{remote_name=\"greenflow-sink\"} 0\n".into());
+//! let cluster = fake.cluster(); // a KubeCluster on a client whose requests the fake answers
+//! cluster.acquire_lease("run-1@host").await.unwrap();
+//! assert_eq!(fake.lease().unwrap()["spec"]["holderIdentity"], "run-1@host");
+//! assert!(fake.requests().iter().any(|r| r.method == "POST" && r.path.ends_with("/leases")));
+//! # }
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use kube::client::Body;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::kube_cluster::{ClusterNames, KubeCluster};
+use crate::prometheus::{PROMETHEUS_APP_LABEL, PROMETHEUS_PORT_NAME};
+
+/// How the simulated Prometheus operator treats the Prometheus resource after a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operator {
+    /// Reconciles and becomes `Available` with all replicas (one read after the change).
+    Ready,
+    /// Reconciles (`Reconciled=True`) but the pods never become ready (`Available=False`, 0 available replicas).
+    NeverAvailable,
+    /// Does nothing: status stays as it was.
+    Stopped,
+}
+
+/// One request the fake received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// `GET`, `POST`, `PUT`, `PATCH`, `DELETE`.
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// The query string (empty when none), undecoded.
+    pub query: String,
+    /// The `content-type` header, if any.
+    pub content_type: Option<String>,
+    /// The body as text (empty when none).
+    pub body: String,
+}
+
+impl RecordedRequest {
+    /// The body parsed as JSON (`Value::Null` when empty or not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// Whether this request could change anything (anything but `GET`).
+    pub fn is_write(&self) -> bool {
+        self.method != "GET"
+    }
+}
+
+type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
+
+struct State {
+    namespace: String,
+    release: String,
+    /// Collection path (e.g. `/api/v1/namespaces/monitoring/secrets`) -> name -> object.
+    objects: BTreeMap<String, BTreeMap<String, Value>>,
+    operator: Operator,
+    /// Reads of a changed Prometheus resource still to answer with the old status.
+    stale_reads: u32,
+    stale_reads_after_change: u32,
+    metrics: MetricsFn,
+    requests: Vec<RecordedRequest>,
+    next_version: u64,
+    steal_lease_for: Option<String>,
+    kubernetes_version: String,
+}
+
+/// The fake API server. Cheap to clone (shared state); build it, then take [`FakeApiServer::client`] or
+/// [`FakeApiServer::cluster`] inside a tokio runtime.
+#[derive(Clone)]
+pub struct FakeApiServer {
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for FakeApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeApiServer").finish_non_exhaustive()
+    }
+}
+
+/// The name the chart gives the Prometheus resource (and its Service) for `release`.
+pub fn prometheus_name(release: &str) -> String {
+    format!("{release}-kube-prometheus-prometheus")
+}
+
+/// An RFC 3339 time with microseconds, as Kubernetes writes `MicroTime`.
+pub fn micro_time(at: OffsetDateTime) -> String {
+    let at = at.replace_nanosecond(at.microsecond() * 1000).unwrap_or(at);
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+impl FakeApiServer {
+    /// A cluster with the namespace and the release installed: a Prometheus resource with 0 replicas, reconciled
+    /// and available, the chart's labels, version `v3.7.1`; an operator that makes it ready ([`Operator::Ready`]);
+    /// no Lease; `/metrics` answering an empty text.
+    pub fn new(namespace: &str, release: &str) -> Self {
+        let state = State {
+            namespace: namespace.to_owned(),
+            release: release.to_owned(),
+            objects: BTreeMap::new(),
+            operator: Operator::Ready,
+            stale_reads: 0,
+            stale_reads_after_change: 1,
+            metrics: Arc::new(String::new),
+            requests: Vec::new(),
+            next_version: 100,
+            steal_lease_for: None,
+            kubernetes_version: "v1.33.1".into(),
+        };
+        let fake = Self { state: Arc::new(Mutex::new(state)) };
+        {
+            let mut state = fake.lock();
+            let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+            state.insert("/api/v1/namespaces".into(), ns);
+            let prometheus = default_prometheus(namespace, release);
+            let collection = state.prometheus_collection();
+            state.insert(collection, prometheus);
+        }
+        fake
+    }
+
+    /// Without the namespace (nothing installed yet; the Prometheus resource is gone too).
+    pub fn without_namespace(self) -> Self {
+        {
+            let mut state = self.lock();
+            let namespace = state.namespace.clone();
+            state.objects.entry("/api/v1/namespaces".into()).or_default().remove(&namespace);
+        }
+        self.without_prometheus()
+    }
+
+    /// Without the Prometheus resource (the chart is not installed).
+    pub fn without_prometheus(self) -> Self {
+        {
+            let mut state = self.lock();
+            let collection = state.prometheus_collection();
+            state.objects.remove(&collection);
+        }
+        self
+    }
+
+    /// Sets how the simulated operator reacts to changes of the Prometheus resource.
+    pub fn with_operator(self, operator: Operator) -> Self {
+        self.lock().operator = operator;
+        self
+    }
+
+    /// Sets how many reads of a changed Prometheus resource still show the old status (default 1).
+    pub fn with_stale_reads(self, reads: u32) -> Self {
+        self.lock().stale_reads_after_change = reads;
+        self
+    }
+
+    /// Answers the service proxy's `/metrics` with `metrics()` (called on each request).
+    pub fn with_metrics(self, metrics: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.set_metrics(metrics);
+        self
+    }
+
+    /// Like [`FakeApiServer::with_metrics`], on a running fake.
+    pub fn set_metrics(&self, metrics: impl Fn() -> String + Send + Sync + 'static) {
+        self.lock().metrics = Arc::new(metrics);
+    }
+
+    /// With the experiment Lease `name` held by `holder`, last renewed `renewed_ago` ago, for `duration_seconds`.
+    pub fn with_lease(self, name: &str, holder: &str, renewed_ago: Duration, duration_seconds: i32) -> Self {
+        let renewed = OffsetDateTime::now_utc() - renewed_ago;
+        let lease = json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name},
+            "spec": {
+                "holderIdentity": holder,
+                "leaseDurationSeconds": duration_seconds,
+                "acquireTime": micro_time(renewed - Duration::from_secs(300)),
+                "renewTime": micro_time(renewed),
+                "leaseTransitions": 2,
+            }
+        });
+        {
+            let mut state = self.lock();
+            let collection = state.lease_collection();
+            state.insert(collection, lease);
+        }
+        self
+    }
+
+    /// With an object in a collection (e.g. a Secret under `/api/v1/namespaces/monitoring/secrets`).
+    pub fn with_object(self, collection: &str, object: Value) -> Self {
+        self.lock().insert(collection.to_owned(), object);
+        self
+    }
+
+    /// The next `PUT` of the Lease finds it taken by `holder` just before (another run won the race).
+    pub fn steal_lease_before_next_put(&self, holder: &str) {
+        self.lock().steal_lease_for = Some(holder.to_owned());
+    }
+
+    /// A client whose requests this fake answers (spawns the answering task: call inside a tokio runtime).
+    pub fn client(&self) -> kube::Client {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let fake = self.clone();
+        tokio::spawn(async move {
+            while let Some((request, send)) = handle.next_request().await {
+                let (parts, body) = request.into_parts();
+                let body = body.collect_bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+                let response = fake.answer(&parts, &body);
+                send.send_response(response);
+            }
+        });
+        let namespace = self.lock().namespace.clone();
+        kube::Client::new(service, namespace)
+    }
+
+    /// A [`KubeCluster`] on [`FakeApiServer::client`], with the fake's namespace and release, the default Secret
+    /// and Lease names, and a 10 ms poll interval.
+    pub fn cluster(&self) -> KubeCluster {
+        let (namespace, release) = {
+            let state = self.lock();
+            (state.namespace.clone(), state.release.clone())
+        };
+        let names = ClusterNames {
+            namespace,
+            release,
+            remote_write_secret: "greenflow-remote-write".into(),
+            lease_name: "greenflow-experiment".into(),
+        };
+        KubeCluster::new(self.client(), names, "https://fake-apiserver").with_poll_interval(Duration::from_millis(10))
+    }
+
+    /// Every request so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.lock().requests.clone()
+    }
+
+    /// The requests that could change something (all but `GET`).
+    pub fn writes(&self) -> Vec<RecordedRequest> {
+        self.requests().into_iter().filter(RecordedRequest::is_write).collect()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.lock().requests.clear();
+    }
+
+    /// An object by collection path and name.
+    pub fn object(&self, collection: &str, name: &str) -> Option<Value> {
+        self.lock().objects.get(collection).and_then(|c| c.get(name)).cloned()
+    }
+
+    /// The Prometheus resource.
+    pub fn prometheus(&self) -> Option<Value> {
+        let state = self.lock();
+        let collection = state.prometheus_collection();
+        state.objects.get(&collection).and_then(|c| c.values().next()).cloned()
+    }
+
+    /// The experiment Lease (any name).
+    pub fn lease(&self) -> Option<Value> {
+        let state = self.lock();
+        let collection = state.lease_collection();
+        state.objects.get(&collection).and_then(|c| c.values().next()).cloned()
+    }
+
+    /// A Secret in the namespace.
+    pub fn secret(&self, name: &str) -> Option<Value> {
+        let collection = format!("/api/v1/namespaces/{}/secrets", self.lock().namespace);
+        self.object(&collection, name)
+    }
+
+    /// Whether the namespace exists.
+    pub fn has_namespace(&self) -> bool {
+        let namespace = self.lock().namespace.clone();
+        self.object("/api/v1/namespaces", &namespace).is_some()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn answer(&self, parts: &http::request::Parts, body: &[u8]) -> Response<Body> {
+        let mut state = self.lock();
+        let path = parts.uri.path().to_owned();
+        let query = parts.uri.query().unwrap_or("").to_owned();
+        let method = parts.method.as_str().to_owned();
+        state.requests.push(RecordedRequest {
+            method: method.clone(),
+            path: path.clone(),
+            query: query.clone(),
+            content_type: parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            body: String::from_utf8_lossy(body).into_owned(),
+        });
+        let body: Value =
+            if body.is_empty() { Value::Null } else { serde_json::from_slice(body).unwrap_or(Value::Null) };
+        state.route(&method, &path, &query, body)
+    }
+}
+
+fn default_prometheus(namespace: &str, release: &str) -> Value {
+    json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "Prometheus",
+        "metadata": {
+            "name": prometheus_name(release),
+            "namespace": namespace,
+            "generation": 1,
+            "labels": {
+                "app": PROMETHEUS_APP_LABEL,
+                "release": release,
+                "chart": "kube-prometheus-stack-88.5.3",
+                "heritage": "Helm",
+                "app.kubernetes.io/managed-by": "Helm",
+            },
+        },
+        "spec": {
+            "replicas": 0,
+            "version": "v3.7.1",
+            "externalLabels": {"greenflow_deployment": "default"},
+        },
+        "status": {
+            "availableReplicas": 0,
+            "replicas": 0,
+            "conditions": [
+                condition("Available", "True", 1, "", ""),
+                condition("Reconciled", "True", 1, "", ""),
+            ],
+        },
+    })
+}
+
+fn condition(kind: &str, status: &str, generation: i64, reason: &str, message: &str) -> Value {
+    json!({
+        "type": kind,
+        "status": status,
+        "observedGeneration": generation,
+        "lastTransitionTime": OffsetDateTime::now_utc().replace_nanosecond(0).ok().and_then(|t| t.format(&Rfc3339).ok()),
+        "reason": reason,
+        "message": message,
+    })
+}
+
+fn status_response(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
+    let status = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code.as_u16(),
+    });
+    json_response(code, &status)
+}
+
+fn json_response(code: StatusCode, value: &Value) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Body::from(serde_json::to_vec(value).unwrap_or_default()))
+        .unwrap_or_else(|_| Response::new(Body::from(Vec::new())))
+}
+
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(fields) => {
+            if !target.is_object() {
+                *target = Value::Object(Default::default());
+            }
+            if let Value::Object(map) = target {
+                for (key, value) in fields {
+                    if value.is_null() {
+                        map.remove(key);
+                    } else {
+                        merge_patch(map.entry(key.clone()).or_insert(Value::Null), value);
+                    }
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+fn labels_match(object: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|term| !term.is_empty()).all(|term| match term.split_once('=') {
+        Some((key, value)) => object["metadata"]["labels"][key].as_str() == Some(value.trim_start_matches('=')),
+        None => object["metadata"]["labels"].get(term).is_some(),
+    })
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| percent_decode(value))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                Ok(byte) => {
+                    out.push(byte);
+                    i += 3;
+                    continue;
+                }
+                Err(_) => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl State {
+    fn prometheus_collection(&self) -> String {
+        format!("/apis/monitoring.coreos.com/v1/namespaces/{}/prometheuses", self.namespace)
+    }
+
+    fn lease_collection(&self) -> String {
+        format!("/apis/coordination.k8s.io/v1/namespaces/{}/leases", self.namespace)
+    }
+
+    fn next_version(&mut self) -> String {
+        self.next_version += 1;
+        self.next_version.to_string()
+    }
+
+    fn insert(&mut self, collection: String, mut object: Value) {
+        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let version = self.next_version();
+        object["metadata"]["resourceVersion"] = json!(version);
+        if object["metadata"]["uid"].is_null() {
+            object["metadata"]["uid"] = json!(format!("uid-{name}-{version}"));
+        }
+        self.objects.entry(collection).or_default().insert(name, object);
+    }
+
+    fn route(&mut self, method: &str, path: &str, query: &str, body: Value) -> Response<Body> {
+        if path == "/version" && method == "GET" {
+            let version = self.kubernetes_version.clone();
+            let minor = version.split('.').nth(1).unwrap_or("33").to_owned();
+            return json_response(
+                StatusCode::OK,
+                &json!({
+                    "major": "1", "minor": minor, "gitVersion": version, "gitCommit": "0000000",
+                    "gitTreeState": "clean", "buildDate": "2025-05-15T00:00:00Z", "goVersion": "go1.24.2",
+                    "compiler": "gc", "platform": "linux/amd64",
+                }),
+            );
+        }
+        let proxy_prefix = format!("/api/v1/namespaces/{}/services/", self.namespace);
+        if let Some(rest) = path.strip_prefix(&proxy_prefix)
+            && let Some((service, sub)) = rest.split_once("/proxy")
+        {
+            return self.proxy(method, service, sub);
+        }
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        // Collections are /api/v1/<...> or /apis/<group>/<version>/<...>; an item adds its name.
+        let base = if segments.first() == Some(&"api") { 2 } else { 3 };
+        let kinds_at = |n: usize| segments.len() > base && (segments.len() - base) % 2 == n;
+        let (collection, name) = if kinds_at(1) {
+            (path.to_owned(), None)
+        } else if kinds_at(0) && segments.len() > base {
+            let (collection, name) = path.rsplit_once('/').unwrap_or((path, ""));
+            (collection.to_owned(), Some(name.to_owned()))
+        } else {
+            return status_response(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        };
+        let resource = collection.rsplit('/').next().unwrap_or_default().to_owned();
+        let is_prometheus = collection == self.prometheus_collection();
+        if is_prometheus && method == "GET" {
+            self.operator_tick();
+        }
+        match (method, name) {
+            ("GET", None) => {
+                if is_prometheus && !self.objects.contains_key(&collection) {
+                    // As when the CRD is missing: a plain 404.
+                    return status_response(StatusCode::NOT_FOUND, "NotFound", "404 page not found");
+                }
+                let selector = query_param(query, "labelSelector").unwrap_or_default();
+                let items: Vec<Value> = self
+                    .objects
+                    .get(&collection)
+                    .into_iter()
+                    .flat_map(|c| c.values())
+                    .filter(|o| labels_match(o, &selector))
+                    .cloned()
+                    .collect();
+                let version = self.next_version.to_string();
+                json_response(
+                    StatusCode::OK,
+                    &json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": version}, "items": items}),
+                )
+            }
+            ("POST", None) => {
+                let name = body["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+                if self.objects.get(&collection).is_some_and(|c| c.contains_key(&name)) {
+                    return status_response(
+                        StatusCode::CONFLICT,
+                        "AlreadyExists",
+                        &format!("{resource} \"{name}\" already exists"),
+                    );
+                }
+                let mut object = body;
+                object["metadata"]["generation"] = json!(1);
+                object["metadata"]["creationTimestamp"] = json!(micro_time(OffsetDateTime::now_utc()));
+                self.insert(collection.clone(), object);
+                let stored = self.objects[&collection][&name].clone();
+                json_response(StatusCode::CREATED, &stored)
+            }
+            (method, Some(name)) => self.item(method, &collection, &resource, &name, body),
+            _ => status_response(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method not allowed"),
+        }
+    }
+
+    fn item(&mut self, method: &str, collection: &str, resource: &str, name: &str, body: Value) -> Response<Body> {
+        if method == "PUT"
+            && collection == self.lease_collection()
+            && let Some(thief) = self.steal_lease_for.take()
+            && let Some(mut lease) = self.objects.get(collection).and_then(|c| c.get(name)).cloned()
+        {
+            lease["spec"]["holderIdentity"] = json!(thief);
+            lease["spec"]["renewTime"] = json!(micro_time(OffsetDateTime::now_utc()));
+            lease["spec"]["acquireTime"] = json!(micro_time(OffsetDateTime::now_utc()));
+            self.insert(collection.to_owned(), lease);
+        }
+        let not_found =
+            || status_response(StatusCode::NOT_FOUND, "NotFound", &format!("{resource} \"{name}\" not found"));
+        let Some(current) = self.objects.get(collection).and_then(|c| c.get(name)).cloned() else {
+            return not_found();
+        };
+        let conflict = || {
+            status_response(
+                StatusCode::CONFLICT,
+                "Conflict",
+                &format!(
+                    "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply \
+                     your changes to the latest version and try again"
+                ),
+            )
+        };
+        match method {
+            "GET" => json_response(StatusCode::OK, &current),
+            "PUT" | "PATCH" => {
+                let mut updated = if method == "PUT" {
+                    let sent = body["metadata"]["resourceVersion"].as_str();
+                    if sent.is_some_and(|v| Some(v) != current["metadata"]["resourceVersion"].as_str()) {
+                        return conflict();
+                    }
+                    let mut updated = body;
+                    updated["metadata"]["uid"] = current["metadata"]["uid"].clone();
+                    updated["metadata"]["creationTimestamp"] = current["metadata"]["creationTimestamp"].clone();
+                    if updated.get("status").is_none() && current.get("status").is_some() {
+                        updated["status"] = current["status"].clone();
+                    }
+                    updated
+                } else {
+                    let mut updated = current.clone();
+                    merge_patch(&mut updated, &body);
+                    updated
+                };
+                let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
+                let changed = updated.get("spec") != current.get("spec");
+                updated["metadata"]["generation"] = json!(if changed { generation + 1 } else { generation });
+                if changed && collection == self.prometheus_collection() {
+                    self.stale_reads = self.stale_reads_after_change;
+                }
+                self.insert(collection.to_owned(), updated);
+                json_response(StatusCode::OK, &self.objects[collection][name])
+            }
+            "DELETE" => {
+                let wanted = body["preconditions"]["resourceVersion"].as_str();
+                if wanted.is_some_and(|v| Some(v) != current["metadata"]["resourceVersion"].as_str()) {
+                    return conflict();
+                }
+                if let Some(c) = self.objects.get_mut(collection) {
+                    c.remove(name);
+                }
+                json_response(
+                    StatusCode::OK,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                            "details": {"name": name, "kind": resource, "uid": current["metadata"]["uid"]}}),
+                )
+            }
+            _ => status_response(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method not allowed"),
+        }
+    }
+
+    /// The simulated operator: brings each Prometheus resource's status up to its generation, after the configured
+    /// number of stale reads.
+    fn operator_tick(&mut self) {
+        if self.operator == Operator::Stopped {
+            return;
+        }
+        if self.stale_reads > 0 {
+            self.stale_reads -= 1;
+            return;
+        }
+        let collection = self.prometheus_collection();
+        let operator = self.operator;
+        let Some(items) = self.objects.get_mut(&collection) else { return };
+        for object in items.values_mut() {
+            let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
+            let replicas = object["spec"]["replicas"].as_i64().unwrap_or(1);
+            let (available, ready, reason, message) = match operator {
+                Operator::NeverAvailable if replicas > 0 => (
+                    "False",
+                    0,
+                    "NoPodReady",
+                    "shard 0: pod prometheus-0: 0/2 nodes are available: Insufficient memory",
+                ),
+                _ => ("True", replicas, "", ""),
+            };
+            object["status"] = json!({
+                "replicas": replicas,
+                "availableReplicas": ready,
+                "updatedReplicas": replicas,
+                "unavailableReplicas": replicas - ready,
+                "conditions": [
+                    condition("Available", available, generation, reason, message),
+                    condition("Reconciled", "True", generation, "", ""),
+                ],
+            });
+        }
+    }
+
+    fn proxy(&mut self, method: &str, service: &str, sub: &str) -> Response<Body> {
+        let expected = format!("http:{}:{PROMETHEUS_PORT_NAME}", prometheus_name(&self.release));
+        if method != "GET" || service != expected || sub != "/metrics" {
+            return status_response(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("services \"{service}\" not found (the fake serves only {expected}/proxy/metrics)"),
+            );
+        }
+        let running = self.objects.get(&self.prometheus_collection()).into_iter().flat_map(|c| c.values()).any(|o| {
+            o["status"]["availableReplicas"].as_i64().unwrap_or(0) > 0
+                && o["spec"]["replicas"].as_i64().unwrap_or(0) > 0
+        });
+        if !running {
+            return status_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                &format!("no endpoints available for service \"{}\"", prometheus_name(&self.release)),
+            );
+        }
+        let text = (self.metrics)();
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+            .body(Body::from(text.into_bytes()))
+            .unwrap_or_else(|_| Response::new(Body::from(Vec::new())))
+    }
+}

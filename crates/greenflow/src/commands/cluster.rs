@@ -1,0 +1,194 @@
+//! `greenflow cluster install | status | uninstall`.
+
+use anyhow::Context;
+use greenflow_cluster::{ClusterStatus, InstallPlan, KubeCluster, REMOTE_NAME};
+use greenflow_config::Settings;
+use greenflow_runs::drain::{QueueMetrics, parse_queue_metrics};
+use serde_json::{Value, json};
+
+use crate::cli::{ClusterCommand, ClusterInstallArgs, ClusterUninstallArgs, FormatArgs};
+use crate::exit;
+use crate::ui::Progress;
+
+/// Runs one `cluster` verb.
+pub async fn run(settings: &Settings, command: ClusterCommand) -> anyhow::Result<u8> {
+    match command {
+        ClusterCommand::Install(args) => install(settings, &args).await,
+        ClusterCommand::Status(args) => status(settings, &args).await,
+        ClusterCommand::Uninstall(args) => uninstall(settings, &args).await,
+    }
+}
+
+async fn install(settings: &Settings, args: &ClusterInstallArgs) -> anyhow::Result<u8> {
+    // helm and the values first: nothing is touched when either is missing.
+    let plan = InstallPlan::new(settings)?;
+    if args.dry_run {
+        print!("{}", plan.describe());
+        return Ok(exit::OK);
+    }
+    let cluster = greenflow_cluster::connect(settings).await?;
+    let password = greenflow_sink::sink_password(settings).context("cannot read the sink password")?;
+    let progress = Progress::start(&format!(
+        "installing {} (chart kube-prometheus-stack {}) into namespace {} on {}",
+        plan.release,
+        plan.chart_version,
+        plan.namespace,
+        cluster.server()
+    ));
+    let report = cluster.install(&plan, &password).await;
+    progress.finish();
+    let report = report?;
+    println!("namespace {}: {}", plan.namespace, report.namespace);
+    println!("Secret {}/{}: {}", plan.namespace, plan.secret_name, report.secret);
+    println!(
+        "release {} installed with helm {} on Kubernetes {}; Prometheus stays at 0 replicas until `greenflow run`",
+        plan.release, report.helm_version, report.kubernetes_version
+    );
+    println!("check it with `greenflow cluster status`");
+    Ok(exit::OK)
+}
+
+async fn uninstall(settings: &Settings, args: &ClusterUninstallArgs) -> anyhow::Result<u8> {
+    let plan = InstallPlan::without_values(settings)?;
+    let cluster_config = &settings.config.cluster;
+    if !args.yes {
+        anyhow::bail!(
+            "this removes the release {}, the Secret {} and the Lease {} from namespace {} (the namespace stays): add \
+             --yes to confirm",
+            cluster_config.release,
+            cluster_config.remote_write_secret,
+            cluster_config.lease_name,
+            cluster_config.namespace
+        );
+    }
+    let cluster = greenflow_cluster::connect(settings).await?;
+    let report = cluster.uninstall(&plan).await?;
+    println!("release {} uninstalled from namespace {}", plan.release, plan.namespace);
+    println!(
+        "Secret {}: {}; Lease {}: {}",
+        cluster_config.remote_write_secret,
+        if report.secret_deleted { "deleted" } else { "was not there" },
+        cluster_config.lease_name,
+        if report.lease_deleted { "deleted" } else { "was not there" },
+    );
+    Ok(exit::OK)
+}
+
+async fn status(settings: &Settings, args: &FormatArgs) -> anyhow::Result<u8> {
+    let cluster: KubeCluster = greenflow_cluster::connect(settings).await?;
+    let status = cluster.status().await?;
+    let queue: Option<Result<QueueMetrics, String>> = status
+        .metrics
+        .as_ref()
+        .map(|m| m.clone().and_then(|text| parse_queue_metrics(&text, REMOTE_NAME).map_err(|e| e.to_string())));
+    let lossy = matches!(&queue, Some(Ok(q)) if q.samples_failed > 0.0 || q.samples_dropped > 0.0);
+    let installed = matches!(status.release, Ok(Some(_))) && status.prometheus.is_ok();
+    let healthy = installed && !lossy;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status_json(&status, &queue, healthy))?);
+    } else {
+        print_status(&status, &queue);
+    }
+    Ok(if healthy { exit::OK } else { exit::UNHEALTHY })
+}
+
+fn queue_json(queue: &QueueMetrics) -> Value {
+    json!({
+        "samples_sent": queue.samples_sent,
+        "samples_pending": queue.samples_pending,
+        "samples_failed": queue.samples_failed,
+        "samples_dropped": queue.samples_dropped,
+        "highest_timestamp": queue.highest_timestamp,
+        "highest_sent_timestamp": queue.highest_sent_timestamp,
+    })
+}
+
+fn split<T: serde::Serialize>(part: &Result<T, String>) -> (Value, Value) {
+    match part {
+        Ok(value) => (serde_json::to_value(value).unwrap_or(Value::Null), Value::Null),
+        Err(err) => (Value::Null, Value::String(err.clone())),
+    }
+}
+
+fn status_json(status: &ClusterStatus, queue: &Option<Result<QueueMetrics, String>>, healthy: bool) -> Value {
+    let (release, release_error) = split(&status.release);
+    let (prometheus, prometheus_error) = split(&status.prometheus);
+    let (lock, lock_error) = split(&status.lock);
+    let (remote_write, remote_write_error) = match queue {
+        None => (Value::Null, Value::Null),
+        Some(Ok(q)) => (queue_json(q), Value::Null),
+        Some(Err(e)) => (Value::Null, Value::String(e.clone())),
+    };
+    json!({
+        "healthy": healthy,
+        "server": status.server,
+        "namespace": status.namespace,
+        "kubernetes_version": status.kubernetes_version,
+        "release": release,
+        "release_error": release_error,
+        "prometheus": prometheus,
+        "prometheus_error": prometheus_error,
+        "remote_write": remote_write,
+        "remote_write_error": remote_write_error,
+        "lock": lock,
+        "lock_error": lock_error,
+    })
+}
+
+fn print_status(status: &ClusterStatus, queue: &Option<Result<QueueMetrics, String>>) {
+    println!(
+        "cluster      {} (Kubernetes {}), namespace {}",
+        status.server, status.kubernetes_version, status.namespace
+    );
+    match &status.release {
+        Ok(Some(release)) => println!("release      revision {}, {}", release.revision, release.status),
+        Ok(None) => println!("release      not installed: run `greenflow cluster install`"),
+        Err(err) => println!("release      unknown: {err}"),
+    }
+    match &status.prometheus {
+        Ok(p) => {
+            let state = if p.replicas == 0 { " (scaled down: no run)" } else { "" };
+            let condition = |c: &Option<greenflow_cluster::Condition>| {
+                c.as_ref().map(|c| c.status.clone()).unwrap_or_else(|| "Unknown".into())
+            };
+            println!(
+                "prometheus   {} {}: {}/{} replicas available{state}, Available={}, Reconciled={}",
+                p.name,
+                p.version.as_deref().unwrap_or("(version unknown)"),
+                p.available_replicas,
+                p.replicas,
+                condition(&p.available),
+                condition(&p.reconciled)
+            );
+        }
+        Err(err) => println!("prometheus   {err}"),
+    }
+    match queue {
+        None => println!("remote write not running (read while a run has Prometheus up)"),
+        Some(Ok(q)) => {
+            let behind = q.highest_timestamp - q.highest_sent_timestamp;
+            let warning = if q.samples_failed > 0.0 || q.samples_dropped > 0.0 {
+                "  SAMPLES LOST: check the password (Secret) and the sink"
+            } else {
+                ""
+            };
+            println!(
+                "remote write sent {}, pending {}, failed {}, dropped {}, newest sent {:.0}s behind{warning}",
+                q.samples_sent, q.samples_pending, q.samples_failed, q.samples_dropped, behind
+            );
+        }
+        Some(Err(err)) => println!("remote write unknown: {err}"),
+    }
+    match &status.lock {
+        Ok(None) => println!("lock         free"),
+        Ok(Some(lock)) if lock.holder.is_empty() => println!("lock         free"),
+        Ok(Some(lock)) => println!(
+            "lock         {} {} since {} (expires {})",
+            if lock.expired { "expired, last held by" } else { "held by" },
+            lock.holder,
+            lock.since.as_deref().unwrap_or("?"),
+            lock.expires.as_deref().unwrap_or("?")
+        ),
+        Err(err) => println!("lock         unknown: {err}"),
+    }
+}
