@@ -19,6 +19,17 @@ pub struct InstantSample {
     pub value: f64,
 }
 
+/// One series for [`SinkClient::import`]: labels (with `__name__`) and samples (timestamps in milliseconds).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ImportSeries {
+    /// The labels, `__name__` included.
+    pub metric: BTreeMap<String, String>,
+    /// Sample values.
+    pub values: Vec<f64>,
+    /// Sample timestamps, milliseconds since the epoch.
+    pub timestamps: Vec<i64>,
+}
+
 /// A client of the Prometheus query API and VictoriaMetrics' own endpoints below one base URL.
 #[derive(Debug, Clone)]
 pub struct SinkClient {
@@ -106,11 +117,50 @@ impl SinkClient {
         Ok(())
     }
 
+    /// Writes samples with VictoriaMetrics' JSON-lines import API (`/api/v1/import`), one [`ImportSeries`] a line.
+    pub async fn import(&self, series: &[ImportSeries]) -> Result<(), SinkError> {
+        let url = format!("{}/api/v1/import", self.base);
+        let mut body = String::new();
+        for item in series {
+            let line = serde_json::to_string(item).map_err(|e| SinkError::Answer {
+                what: "import".into(),
+                url: url.clone(),
+                detail: e.to_string(),
+            })?;
+            body.push_str(&line);
+            body.push('\n');
+        }
+        let request = self.http.post(&url).body(body);
+        let request = match &self.auth {
+            Some((user, password)) => request.basic_auth(user, Some(password.expose())),
+            None => request,
+        };
+        let response = request.send().await.map_err(|source| SinkError::Http {
+            what: "import".into(),
+            url: url.clone(),
+            source,
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(SinkError::Status { what: "import".into(), url, status: status.as_u16() });
+        }
+        Ok(())
+    }
+
     /// Runs an instant query and returns its vector result.
     pub async fn query(&self, promql: &str) -> Result<Vec<InstantSample>, SinkError> {
+        self.query_at(promql, None).await
+    }
+
+    /// Runs an instant query evaluated at `time` (seconds since the epoch; `None`: now).
+    pub async fn query_at(&self, promql: &str, time: Option<f64>) -> Result<Vec<InstantSample>, SinkError> {
         let url = format!("{}/api/v1/query", self.base);
         let what = || format!("query `{promql}`");
-        let response = self.get(&url).query(&[("query", promql)]).send().await.map_err(|source| SinkError::Http {
+        let mut params = vec![("query", promql.to_owned())];
+        if let Some(time) = time {
+            params.push(("time", format!("{time:.3}")));
+        }
+        let response = self.get(&url).query(&params).send().await.map_err(|source| SinkError::Http {
             what: what(),
             url: url.clone(),
             source,

@@ -58,6 +58,12 @@ pub enum SinkError {
     /// The settings are not usable.
     #[error(transparent)]
     Config(#[from] greenflow_config::ConfigError),
+    /// `sink render` could not leave the password hash to the environment.
+    #[error("cannot render the Caddyfile for a service manager: {reason}; choose another sink.username")]
+    RenderedLayout {
+        /// What went wrong.
+        reason: &'static str,
+    },
     /// A generated file could not be rendered.
     #[error(transparent)]
     Render(#[from] greenflow_render::RenderError),

@@ -150,15 +150,13 @@ pub fn prepare(settings: &Settings) -> Result<PreparedSink, SinkError> {
     ensure_dir(&logs_dir)?;
     let password = sink_password(settings)?;
     let urls = loopback_urls(settings);
-    let public = settings.public_address()?;
 
-    let vm_listen = format!("127.0.0.1:{}", sink.victoria_metrics.port);
     let vm_data = settings.paths.victoria_metrics_data();
     ensure_dir(&vm_data)?;
     let vm = Component {
         name: ComponentName::VictoriaMetrics,
         version: Program::VictoriaMetrics.version(&vm_binary),
-        listen: vm_listen.clone(),
+        listen: format!("127.0.0.1:{}", sink.victoria_metrics.port),
         spec: ProcessSpec {
             name: ComponentName::VictoriaMetrics.as_str().into(),
             args: victoria_metrics_args(settings, &vm_data),
@@ -170,22 +168,9 @@ pub fn prepare(settings: &Settings) -> Result<PreparedSink, SinkError> {
     };
 
     let caddy_version = Program::Caddy.version(&caddy_binary);
-    let auth_directive = caddy_version
-        .as_deref()
-        .and_then(major_minor)
-        .map(|(major, minor)| AuthDirective::for_version(major, minor))
-        .unwrap_or(AuthDirective::BasicAuth);
-    let grafana_listen = format!("127.0.0.1:{}", sink.grafana.port);
-    let caddyfile = render_caddyfile(&CaddyfileInput {
-        admin_listen: format!("127.0.0.1:{}", sink.caddy.admin_port),
-        loopback_port: sink.http_port,
-        public_site: public.as_ref().map(|p| p.base_url()),
-        username: sink.username.clone(),
-        password_hash: bcrypt::hash(password.expose(), BCRYPT_COST).map_err(SinkError::Hash)?,
-        victoria_metrics: vm_listen,
-        grafana: grafana.as_ref().ok().map(|_| grafana_listen.clone()),
-        auth_directive,
-    })?;
+    let auth_directive = auth_directive_for(caddy_version.as_deref());
+    let password_hash = bcrypt::hash(password.expose(), BCRYPT_COST).map_err(SinkError::Hash)?;
+    let caddyfile = caddyfile(settings, password_hash, auth_directive, grafana.is_ok())?;
     let caddy_dir = state.join("caddy");
     let caddyfile_path = caddy_dir.join("Caddyfile");
     write_private(&caddyfile_path, &caddyfile)?;
@@ -215,13 +200,88 @@ pub fn prepare(settings: &Settings) -> Result<PreparedSink, SinkError> {
     let mut components = vec![vm, caddy];
     let grafana_absent = match grafana {
         Ok(install) => {
-            let public_base = public.as_ref().map(|p| p.base_url());
-            components.push(prepare_grafana(settings, install, public_base.as_deref(), &state, &logs_dir)?);
+            components.push(prepare_grafana(settings, install, &state, &logs_dir)?);
             None
         }
         Err(absence) => Some(absence),
     };
     Ok(PreparedSink { components, grafana_absent, urls, username: sink.username.clone(), password, logs_dir })
+}
+
+/// The Caddy directive spelling for a Caddy version string (`v2.6.2 h1:...`); `basic_auth` when unknown.
+pub fn auth_directive_for(caddy_version: Option<&str>) -> AuthDirective {
+    caddy_version
+        .and_then(major_minor)
+        .map(|(major, minor)| AuthDirective::for_version(major, minor))
+        .unwrap_or(AuthDirective::BasicAuth)
+}
+
+/// The sink's Caddyfile for these settings: the one site layout that `sink up` and `sink render` share.
+pub(crate) fn caddyfile(
+    settings: &Settings,
+    password_hash: String,
+    auth_directive: AuthDirective,
+    with_grafana: bool,
+) -> Result<String, SinkError> {
+    let sink = &settings.config.sink;
+    let public = settings.public_address()?;
+    Ok(render_caddyfile(&CaddyfileInput {
+        admin_listen: format!("127.0.0.1:{}", sink.caddy.admin_port),
+        loopback_port: sink.http_port,
+        public_site: public.as_ref().map(|p| p.base_url()),
+        username: sink.username.clone(),
+        password_hash,
+        victoria_metrics: format!("127.0.0.1:{}", sink.victoria_metrics.port),
+        grafana: with_grafana.then(|| format!("127.0.0.1:{}", sink.grafana.port)),
+        auth_directive,
+    })?)
+}
+
+/// Where Grafana's generated files go, and which secret files its configuration points at.
+#[derive(Debug, Clone)]
+pub(crate) struct GrafanaLayout {
+    /// `grafana.ini`, `provisioning/` and `dashboards/` are written below this directory.
+    pub dir: PathBuf,
+    /// Grafana's log directory.
+    pub logs_dir: PathBuf,
+    /// File read through `$__file{}` for the admin password.
+    pub admin_password_file: PathBuf,
+    /// File read through `$__file{}` for `secret_key`.
+    pub secret_key_file: PathBuf,
+}
+
+/// Renders and writes `grafana.ini`, the provisioning files and the dashboard below `layout.dir`; returns the path
+/// of `grafana.ini`. Shared by `sink up` and `sink render`.
+pub(crate) fn write_grafana_files(settings: &Settings, layout: &GrafanaLayout) -> Result<PathBuf, SinkError> {
+    let config = &settings.config;
+    let provisioning = layout.dir.join("provisioning");
+    let dashboards_dir = layout.dir.join("dashboards");
+    let public = settings.public_address()?;
+    let loopback_base = format!("http://127.0.0.1:{}", config.sink.http_port);
+    let base = public.as_ref().map(|p| p.base_url()).unwrap_or(loopback_base);
+    let files = render_grafana(&GrafanaInput {
+        port: config.sink.grafana.port,
+        domain: base.split("://").nth(1).unwrap_or("127.0.0.1").split(':').next().unwrap_or("127.0.0.1").to_owned(),
+        root_url: format!("{base}/grafana/"),
+        data_dir: settings.paths.grafana_data(),
+        logs_dir: layout.logs_dir.clone(),
+        provisioning_dir: provisioning.clone(),
+        dashboards_dir: dashboards_dir.clone(),
+        admin_user: config.sink.grafana.admin_user.clone(),
+        admin_password_file: layout.admin_password_file.clone(),
+        secret_key_file: layout.secret_key_file.clone(),
+        datasource_url: format!("http://127.0.0.1:{}", config.sink.victoria_metrics.port),
+        scrape_interval: config.local.scrape_interval,
+    })?;
+    let ini_path = layout.dir.join("grafana.ini");
+    write_public(&ini_path, &files.ini)?;
+    write_public(&provisioning.join("datasources/greenflow.yaml"), &files.datasources)?;
+    write_public(&provisioning.join("dashboards/greenflow.yaml"), &files.dashboards)?;
+    for sub in ["plugins", "alerting", "notifiers"] {
+        ensure_dir(&provisioning.join(sub))?;
+    }
+    write_public(&dashboards_dir.join("greenflow-experiment.json"), DASHBOARD_JSON)?;
+    Ok(ini_path)
 }
 
 /// What [`preflight`] found.
@@ -305,14 +365,11 @@ fn guess_grafana_homepath(binary: &Path) -> Option<PathBuf> {
 fn prepare_grafana(
     settings: &Settings,
     install: GrafanaInstall,
-    public_base: Option<&str>,
     state: &Path,
     logs_dir: &Path,
 ) -> Result<Component, SinkError> {
     let config = &settings.config;
     let grafana_state = state.join("grafana");
-    let provisioning = grafana_state.join("provisioning");
-    let dashboards_dir = grafana_state.join("dashboards");
     let secrets = settings.paths.secrets_dir();
     let admin_password_file = match settings.env.secret(SecretVar::GrafanaAdminPassword) {
         Some(secret) => {
@@ -328,30 +385,10 @@ fn prepare_grafana(
     };
     let secret_key_file = secrets.join("grafana-secret-key");
     load_or_generate_secret(&secret_key_file)?;
-    let loopback_base = format!("http://127.0.0.1:{}", config.sink.http_port);
-    let base = public_base.unwrap_or(&loopback_base);
-    let files = render_grafana(&GrafanaInput {
-        port: config.sink.grafana.port,
-        domain: base.split("://").nth(1).unwrap_or("127.0.0.1").split(':').next().unwrap_or("127.0.0.1").to_owned(),
-        root_url: format!("{base}/grafana/"),
-        data_dir: settings.paths.grafana_data(),
-        logs_dir: logs_dir.to_owned(),
-        provisioning_dir: provisioning.clone(),
-        dashboards_dir: dashboards_dir.clone(),
-        admin_user: config.sink.grafana.admin_user.clone(),
-        admin_password_file,
-        secret_key_file,
-        datasource_url: format!("http://127.0.0.1:{}", config.sink.victoria_metrics.port),
-        scrape_interval: config.local.scrape_interval,
-    })?;
-    let ini_path = grafana_state.join("grafana.ini");
-    write_public(&ini_path, &files.ini)?;
-    write_public(&provisioning.join("datasources/greenflow.yaml"), &files.datasources)?;
-    write_public(&provisioning.join("dashboards/greenflow.yaml"), &files.dashboards)?;
-    for sub in ["plugins", "alerting", "notifiers"] {
-        ensure_dir(&provisioning.join(sub))?;
-    }
-    write_public(&dashboards_dir.join("greenflow-experiment.json"), DASHBOARD_JSON)?;
+    let ini_path = write_grafana_files(
+        settings,
+        &GrafanaLayout { dir: grafana_state, logs_dir: logs_dir.to_owned(), admin_password_file, secret_key_file },
+    )?;
     ensure_dir(&settings.paths.grafana_data())?;
 
     let GrafanaInstall { binary, homepath } = install;

@@ -9,18 +9,20 @@ mod client;
 mod error;
 mod files;
 mod layout;
+mod render;
 mod runtime;
 mod status;
 pub mod supervisor;
 
 pub use binaries::{Program, major_minor, parse_version};
-pub use client::{InstantSample, SinkClient, promql_string};
+pub use client::{ImportSeries, InstantSample, SinkClient, promql_string};
 pub use error::SinkError;
 pub use files::{dir_size, ensure_dir, load_or_generate_secret, write_private, write_public};
 pub use layout::{
-    Component, ComponentName, GrafanaAbsence, GrafanaInstall, Preflight, PreparedSink, SinkUrls, check_port_free,
-    loopback_urls, preflight, prepare, sink_password,
+    Component, ComponentName, GrafanaAbsence, GrafanaInstall, Preflight, PreparedSink, SinkUrls, auth_directive_for,
+    check_port_free, loopback_urls, preflight, prepare, sink_password,
 };
+pub use render::{PASSWORD_HASH_VAR, RenderSecrets, RenderedConfig, render_config};
 pub use runtime::{
     ComponentState, Health, RunningSink, STATE_FORMAT_VERSION, SinkLock, SinkState, StopOutcome, check_health,
     read_state, running_supervisor, stop_running,

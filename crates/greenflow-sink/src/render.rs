@@ -1,0 +1,100 @@
+//! The sink's configuration rendered for a service manager (the Nix modules) instead of `sink up`: the same
+//! Caddyfile and Grafana files, with no secret in them, so that they may live in a world-readable store.
+//!
+//! The password hash is the one value that differs: the Caddyfile reads it from the environment variable
+//! [`PASSWORD_HASH_VAR`] (Caddy's `{$VAR}` placeholder), which the service sets at start from a password file.
+
+use std::path::{Path, PathBuf};
+
+use greenflow_config::Settings;
+use serde::Serialize;
+
+use crate::binaries::Program;
+use crate::error::SinkError;
+use crate::files::{ensure_dir, write_public};
+use crate::layout::{GrafanaLayout, auth_directive_for, caddyfile, write_grafana_files};
+
+/// The environment variable the rendered Caddyfile takes the bcrypt hash of the sink password from.
+pub const PASSWORD_HASH_VAR: &str = "GREENFLOW_SINK_PASSWORD_HASH";
+
+/// A token that passes the Caddyfile checks; replaced by the `{$VAR}` placeholder after rendering.
+const HASH_SENTINEL: &str = "GREENFLOW-SINK-PASSWORD-HASH-FROM-ENVIRONMENT";
+
+/// Where Grafana's rendered configuration points for its secrets; the service manager provides the files.
+#[derive(Debug, Clone, Default)]
+pub struct RenderSecrets {
+    /// Grafana's admin password file; default `<data>/secrets/grafana-admin-password` as `sink up` uses.
+    pub grafana_admin_password_file: Option<PathBuf>,
+    /// Grafana's `secret_key` file; default `<data>/secrets/grafana-secret-key`.
+    pub grafana_secret_key_file: Option<PathBuf>,
+}
+
+/// The files [`render_config`] wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderedConfig {
+    /// `caddy/Caddyfile`.
+    pub caddyfile: PathBuf,
+    /// `grafana/grafana.ini`, when Grafana is enabled.
+    pub grafana_ini: Option<PathBuf>,
+    /// `grafana/provisioning/datasources`.
+    pub grafana_datasources: Option<PathBuf>,
+    /// `grafana/provisioning/dashboards` (the dashboard provider).
+    pub grafana_dashboard_providers: Option<PathBuf>,
+    /// `grafana/dashboards` (the dashboard JSON files).
+    pub grafana_dashboards: Option<PathBuf>,
+}
+
+/// Renders the Caddyfile and Grafana's files under `out` (made absolute), with the same functions `sink up` uses.
+/// Writes no secret; starts nothing. Grafana's files are written when `sink.grafana.enabled`, whether or not a
+/// Grafana binary is installed here.
+pub fn render_config(settings: &Settings, out: &Path, secrets: &RenderSecrets) -> Result<RenderedConfig, SinkError> {
+    ensure_dir(out)?;
+    let out = std::fs::canonicalize(out).map_err(|source| SinkError::Io {
+        action: "resolve",
+        path: out.to_owned(),
+        source,
+    })?;
+    let sink = &settings.config.sink;
+    let caddy_version = Program::Caddy
+        .locate(sink.caddy.binary.as_deref(), &settings.env)
+        .ok()
+        .and_then(|binary| Program::Caddy.version(&binary));
+    let with_grafana = sink.grafana.enabled;
+    let rendered =
+        caddyfile(settings, HASH_SENTINEL.to_owned(), auth_directive_for(caddy_version.as_deref()), with_grafana)?;
+    let quoted = format!("\"{HASH_SENTINEL}\"");
+    if rendered.matches(&quoted).count() != 1 {
+        return Err(SinkError::RenderedLayout { reason: "the user name collides with the password-hash placeholder" });
+    }
+    let caddyfile_path = out.join("caddy/Caddyfile");
+    write_public(&caddyfile_path, &rendered.replace(&quoted, &format!("\"{{${PASSWORD_HASH_VAR}}}\"")))?;
+
+    let mut result = RenderedConfig {
+        caddyfile: caddyfile_path,
+        grafana_ini: None,
+        grafana_datasources: None,
+        grafana_dashboard_providers: None,
+        grafana_dashboards: None,
+    };
+    if with_grafana {
+        let dir = out.join("grafana");
+        let secrets_dir = settings.paths.secrets_dir();
+        let layout = GrafanaLayout {
+            dir: dir.clone(),
+            logs_dir: settings.paths.sink_state_dir().join("logs"),
+            admin_password_file: secrets
+                .grafana_admin_password_file
+                .clone()
+                .unwrap_or_else(|| secrets_dir.join("grafana-admin-password")),
+            secret_key_file: secrets
+                .grafana_secret_key_file
+                .clone()
+                .unwrap_or_else(|| secrets_dir.join("grafana-secret-key")),
+        };
+        result.grafana_ini = Some(write_grafana_files(settings, &layout)?);
+        result.grafana_datasources = Some(dir.join("provisioning/datasources"));
+        result.grafana_dashboard_providers = Some(dir.join("provisioning/dashboards"));
+        result.grafana_dashboards = Some(dir.join("dashboards"));
+    }
+    Ok(result)
+}

@@ -1,0 +1,155 @@
+//! `greenflow sink render` (what the Nix modules use) against `greenflow sink up`: for the same settings both must
+//! give the same Caddy site layout and the same Grafana provisioning. Grafana is the stand-in from `grafana.rs`'s
+//! approach: a small Python server, so that `sink up` writes Grafana's files.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::{Project, describe};
+use serde_json::Value;
+
+const FAKE_GRAFANA: &str = r#"#!/usr/bin/env python3
+import http.server, json, re, sys
+args = sys.argv[1:]
+if args == ["--version"]:
+    print("grafana version 12.0.0-fake")
+    sys.exit(0)
+ini = open(args[args.index("--config") + 1]).read()
+port = int(re.search(r"^http_port = (\d+)$", ini, re.M).group(1))
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"database": "ok"}).encode()
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Health).serve_forever()
+"#;
+
+/// A project whose Grafana is the stand-in; the folder holding it lives as long as the test process.
+fn project_with_grafana(extra: &str) -> Project {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("grafana-home");
+    std::fs::create_dir_all(home.join("bin")).unwrap();
+    std::fs::create_dir_all(home.join("conf")).unwrap();
+    std::fs::write(home.join("conf/defaults.ini"), "[server]\n").unwrap();
+    let binary = home.join("bin/grafana");
+    std::fs::write(&binary, FAKE_GRAFANA).unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let project = Project::with_config(&format!("    binary: {}\n{extra}", binary.display()));
+    std::mem::forget(dir);
+    project
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
+}
+
+/// Caddy's JSON for a Caddyfile, with `GREENFLOW_SINK_PASSWORD_HASH` set to `hash`.
+fn caddy_adapt(caddyfile: &Path, hash: &str) -> Value {
+    let output = Command::new("caddy")
+        .args(["adapt", "--adapter", "caddyfile", "--config"])
+        .arg(caddyfile)
+        .env("GREENFLOW_SINK_PASSWORD_HASH", hash)
+        .output()
+        .expect("caddy is on PATH (scripts/install-deps installs it)");
+    assert!(output.status.success(), "caddy adapt {} failed:\n{}", caddyfile.display(), describe(&output));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The quoted bcrypt hash in a Caddyfile written by `sink up`.
+fn password_hash(caddyfile: &str) -> String {
+    let start = caddyfile.find("\"$2").expect("a bcrypt hash in the Caddyfile") + 1;
+    let len = caddyfile[start..].find('"').unwrap();
+    caddyfile[start..start + len].to_owned()
+}
+
+#[test]
+fn render_and_sink_up_give_the_same_caddy_layout_and_grafana_provisioning() {
+    let project = project_with_grafana("");
+    project.sink_up();
+    let up = project.state_dir().join("sink");
+    let up_caddyfile = read(&up.join("caddy/Caddyfile"));
+    let up_grafana = up.join("grafana");
+    // Copy what `sink up` wrote before stopping it: the comparison needs no running sink.
+    let files = [
+        "grafana.ini",
+        "provisioning/datasources/greenflow.yaml",
+        "provisioning/dashboards/greenflow.yaml",
+        "dashboards/greenflow-experiment.json",
+    ]
+    .map(|file| (file, read(&up_grafana.join(file))));
+    project.ok(&["sink", "down"]);
+
+    let out = project.path().join("rendered");
+    let listed = project.ok(&["sink", "render", "--out", out.to_str().unwrap()]);
+    let out = out.canonicalize().unwrap();
+    assert!(listed.lines().any(|line| line.ends_with("caddy/Caddyfile")), "{listed}");
+
+    // Caddy: the same file but for the hash, which the service supplies at start through the environment.
+    let rendered_caddyfile = read(&out.join("caddy/Caddyfile"));
+    let hash = password_hash(&up_caddyfile);
+    assert!(!rendered_caddyfile.contains("$2"), "no hash in the rendered Caddyfile:\n{rendered_caddyfile}");
+    assert_eq!(
+        rendered_caddyfile,
+        up_caddyfile.replace(&format!("\"{hash}\""), "\"{$GREENFLOW_SINK_PASSWORD_HASH}\""),
+        "the rendered Caddyfile differs from sink up's"
+    );
+    assert_eq!(
+        caddy_adapt(&out.join("caddy/Caddyfile"), &hash),
+        caddy_adapt(&up.join("caddy/Caddyfile"), "unused"),
+        "Caddy reads the two Caddyfiles differently"
+    );
+
+    // Grafana: the same provisioning; paths differ only by the directory the files were written to.
+    let rendered_grafana = out.join("grafana");
+    for (file, up_text) in files {
+        let rendered = read(&rendered_grafana.join(file));
+        let normalised = rendered.replace(rendered_grafana.to_str().unwrap(), up_grafana.to_str().unwrap());
+        assert_eq!(normalised, up_text, "{file} differs between sink render and sink up");
+    }
+}
+
+#[test]
+fn rendered_files_hold_no_secret_and_name_the_public_site() {
+    let project = project_with_grafana("  public_host: laptop.tail1234.ts.net\n")
+        .env("GREENFLOW_SINK_PASSWORD", "hunter2-render-secret")
+        .env("GRAFANA_ADMIN_PASSWORD", "grafana-render-secret");
+    let out = project.path().join("rendered");
+    project.ok(&[
+        "sink",
+        "render",
+        "--out",
+        out.to_str().unwrap(),
+        "--grafana-admin-password-file",
+        "/run/credentials/grafana/admin-password",
+    ]);
+    let caddyfile = read(&out.join("caddy/Caddyfile"));
+    assert!(caddyfile.contains("\"{$GREENFLOW_SINK_PASSWORD_HASH}\""), "{caddyfile}");
+    assert!(caddyfile.contains("https://laptop.tail1234.ts.net {"), "{caddyfile}");
+    let ini = read(&out.join("grafana/grafana.ini"));
+    assert!(ini.contains("$__file{/run/credentials/grafana/admin-password}"), "{ini}");
+    for entry in walk(&out) {
+        let text = read(&entry);
+        for secret in ["hunter2-render-secret", "grafana-render-secret"] {
+            assert!(!text.contains(secret), "{} holds a secret", entry.display());
+        }
+    }
+    assert!(!project.data_dir().join("secrets").exists(), "render generated secrets");
+    let json =
+        caddy_adapt(&out.join("caddy/Caddyfile"), "$2b$10$abcdefghijklmnopqrstuuJ0DHbwjfF3hOZ0FbV9hqfPZyS8pX.R2");
+    assert!(json.to_string().contains("laptop.tail1234.ts.net"), "{json}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
+}
