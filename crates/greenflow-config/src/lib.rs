@@ -17,7 +17,7 @@ pub use env::{Env, SecretVar};
 pub use error::ConfigError;
 pub use model::{
     CaddyConfig, ClusterConfig, Config, GrafanaConfig, LocalClusterConfig, PathsConfig, PublicAddress,
-    RemoteWriteConfig, Retention, SinkConfig, VictoriaMetricsConfig,
+    RemoteWriteConfig, Retention, RunConfig, SinkConfig, VictoriaMetricsConfig,
 };
 pub use paths::Paths;
 pub use secret::Secret;

@@ -21,6 +21,8 @@ pub struct Config {
     pub local: LocalClusterConfig,
     /// The cluster side: the kube-prometheus-stack release and its values.
     pub cluster: ClusterConfig,
+    /// How `greenflow run` waits: scale-up, first sample, drain.
+    pub run: RunConfig,
     /// Where data and state live.
     pub paths: PathsConfig,
 }
@@ -92,6 +94,7 @@ impl Config {
             ));
         }
         self.cluster.validate()?;
+        self.run.validate()?;
         if self.remote_write.max_samples_per_send == 0 || self.remote_write.capacity == 0 {
             return Err(ConfigError::value(
                 "remote_write.max_samples_per_send",
@@ -246,6 +249,51 @@ impl Default for RemoteWriteConfig {
     }
 }
 
+/// How long `greenflow run` waits at each step before it gives up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunConfig {
+    /// Prometheus scaled up and ready (pulling images on a fresh cluster takes a while).
+    #[serde(with = "humantime_serde")]
+    pub ready_timeout: Duration,
+    /// The first sample of the run visible in the sink.
+    #[serde(with = "humantime_serde")]
+    pub first_sample_timeout: Duration,
+    /// Every sample of the run in the sink after it ends (the sink may be down for a while). On timeout the cluster's
+    /// Prometheus is left running with its queue, and `greenflow runs recover` finishes the drain later.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            ready_timeout: Duration::from_secs(300),
+            first_sample_timeout: Duration::from_secs(120),
+            drain_timeout: Duration::from_secs(1800),
+        }
+    }
+}
+
+impl RunConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("run.ready_timeout", self.ready_timeout),
+            ("run.first_sample_timeout", self.first_sample_timeout),
+            ("run.drain_timeout", self.drain_timeout),
+        ] {
+            if value < Duration::from_secs(1) {
+                return Err(ConfigError::value(
+                    key,
+                    &humantime::format_duration(value).to_string(),
+                    "use at least 1s, e.g. 5m",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The stand-in cluster that runs on this machine: node-exporter and a Prometheus in agent mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -300,6 +348,12 @@ pub struct ClusterConfig {
     pub remote_write_secret: String,
     /// Chart values merged over greenflow's, last.
     pub extra_values: serde_yaml::Value,
+    /// The kubeconfig context to use; empty: the current context (`KUBECONFIG` or `~/.kube/config`).
+    pub context: Option<String>,
+    /// Path to the helm binary; empty: `helm` on PATH.
+    pub helm_binary: Option<PathBuf>,
+    /// Name of the `coordination.k8s.io` Lease that is the experiment lock (one run at a time per cluster).
+    pub lease_name: String,
 }
 
 impl Default for ClusterConfig {
@@ -315,6 +369,9 @@ impl Default for ClusterConfig {
             tls_server_name: None,
             remote_write_secret: "greenflow-remote-write".into(),
             extra_values: serde_yaml::Value::Null,
+            context: None,
+            helm_binary: None,
+            lease_name: "greenflow-experiment".into(),
         }
     }
 }
@@ -325,6 +382,7 @@ impl ClusterConfig {
             ("cluster.namespace", &self.namespace),
             ("cluster.release", &self.release),
             ("cluster.remote_write_secret", &self.remote_write_secret),
+            ("cluster.lease_name", &self.lease_name),
         ] {
             let ok = !value.is_empty()
                 && value.len() <= 53
@@ -349,6 +407,9 @@ impl ClusterConfig {
             ));
         }
         validate_plain_text("cluster.deployment", &self.deployment)?;
+        if let Some(context) = &self.context {
+            validate_plain_text("cluster.context", context)?;
+        }
         if self.scrape_interval < Duration::from_secs(1) {
             return Err(ConfigError::value(
                 "cluster.scrape_interval",

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 /// The remote-write figures of one queue (`remote_name`), from one scrape of `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct QueueMetrics {
     /// Newest sample timestamp that entered the queue (seconds since the epoch); 0 before any.
     pub highest_timestamp: f64,
@@ -146,6 +146,8 @@ pub enum DrainState {
         failed: f64,
         /// Samples dropped.
         dropped: f64,
+        /// Whether every sample up to the end has left the queue (sent, failed or dropped): nothing more will come.
+        settled: bool,
     },
 }
 
@@ -155,7 +157,8 @@ pub fn drain_state(at_start: &QueueMetrics, now: &QueueMetrics, end: f64) -> Dra
     let failed = (now.samples_failed - at_start.samples_failed).max(0.0);
     let dropped = (now.samples_dropped - at_start.samples_dropped).max(0.0);
     if failed > 0.0 || dropped > 0.0 {
-        return DrainState::Lossy { failed, dropped };
+        let entered = now.highest_timestamp.max(now.highest_sent_timestamp) >= end;
+        return DrainState::Lossy { failed, dropped, settled: entered && now.samples_pending == 0.0 };
     }
     if now.highest_sent_timestamp >= end && now.samples_pending == 0.0 {
         DrainState::Drained
@@ -250,6 +253,11 @@ prometheus_remote_storage_samples_dropped_total{remote_name="greenflow-sink",url
             samples_dropped: 1.0,
             ..Default::default()
         };
-        assert_eq!(drain_state(&start, &lost, 100.0), DrainState::Lossy { failed: 5.0, dropped: 1.0 });
+        assert_eq!(drain_state(&start, &lost, 100.0), DrainState::Lossy { failed: 5.0, dropped: 1.0, settled: true });
+        // A 401 fails every batch: nothing is ever sent, but the samples up to the end have entered and left.
+        let refused = QueueMetrics { highest_timestamp: 101.0, samples_failed: 50.0, ..Default::default() };
+        assert!(matches!(drain_state(&start, &refused, 100.0), DrainState::Lossy { settled: true, .. }));
+        let still_queued = QueueMetrics { samples_pending: 3.0, ..refused };
+        assert!(matches!(drain_state(&start, &still_queued, 100.0), DrainState::Lossy { settled: false, .. }));
     }
 }

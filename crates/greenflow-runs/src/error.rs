@@ -38,6 +38,17 @@ pub enum RunError {
         /// The name given.
         name: String,
     },
+    /// The cluster back-end refused or failed (nothing was changed).
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
+    /// The preflight probe write or read-back through the sink's address failed.
+    #[error("the sink at {url} failed the preflight probe: {detail}")]
+    Probe {
+        /// The sink's address.
+        url: String,
+        /// What happened, with the fix.
+        detail: String,
+    },
     /// No free port on loopback.
     #[error("cannot find a free port on 127.0.0.1")]
     NoFreePort(#[source] std::io::Error),

@@ -1,18 +1,29 @@
 //! greenflow's runs.
 //!
 //! A run is one experiment's window of metrics, identified by a sortable unique id that every sample carries as the
-//! `greenflow_run` label. This crate makes run ids, keeps run records (`runs/<id>.json`), and provides the local
-//! stand-in cluster (a Prometheus agent and node-exporter on this machine) that `greenflow demo` uses. It does not
-//! parse command lines or print.
+//! `greenflow_run` label. This crate holds the run lifecycle ([`lifecycle`]: preflight, lock, scale up, workload,
+//! drain, scale down, record) written once against the [`ClusterBackend`] trait, the `local` back-end (a Prometheus
+//! agent and node-exporter on this machine), run ids and records (`runs/<id>.json`). It does not parse command lines
+//! or print: progress goes through a [`Reporter`].
 
+pub mod backend;
 pub mod drain;
 mod error;
+mod kube_backend;
+pub mod lifecycle;
 mod local;
+mod local_backend;
 mod record;
 
+pub use backend::{BackendError, BackendInfo, BackendKind, ClusterBackend, Progress};
 pub use error::RunError;
+pub use kube_backend::{KubeBackend, backend_error};
+pub use lifecycle::{Interrupts, Reporter, RunContext, RunRequest, Workload};
 pub use local::{LocalCluster, LocalClusterPlan};
-pub use record::{RUN_FORMAT_VERSION, RunId, RunRecord, RunStatus, RunStore, validate_name};
+pub use local_backend::LocalBackend;
+pub use record::{
+    DrainOutcome, DrainReport, RUN_FORMAT_VERSION, RunId, RunProcess, RunRecord, RunStatus, RunStore, validate_name,
+};
 
 /// The external label that carries the run id.
 pub const RUN_LABEL: &str = "greenflow_run";

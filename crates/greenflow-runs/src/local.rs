@@ -58,11 +58,26 @@ fn pick_port(configured: u16, key: &'static str) -> Result<u16, RunError> {
 }
 
 impl LocalCluster {
-    /// Finds the binaries, picks ports, and writes the agent's configuration and password file for run `id`.
+    /// Finds the binaries, picks ports, and writes the agent's configuration and password file for run `id` named
+    /// `name` (the run and experiment labels).
     pub fn plan(
         settings: &Settings,
         id: &RunId,
         name: &str,
+        remote_write_url: &str,
+        username: &str,
+        password: &Secret,
+    ) -> Result<LocalClusterPlan, RunError> {
+        let labels =
+            BTreeMap::from([(RUN_LABEL.to_owned(), id.to_string()), (EXPERIMENT_LABEL.to_owned(), name.to_owned())]);
+        Self::plan_with_labels(settings, id.as_str(), &labels, remote_write_url, username, password)
+    }
+
+    /// Like [`LocalCluster::plan`], with any external labels; files go under `local_cluster_dir/<dir_name>`.
+    pub fn plan_with_labels(
+        settings: &Settings,
+        dir_name: &str,
+        labels: &BTreeMap<String, String>,
         remote_write_url: &str,
         username: &str,
         password: &Secret,
@@ -72,7 +87,7 @@ impl LocalCluster {
         let node_exporter = Program::NodeExporter.locate(local.node_exporter_binary.as_deref(), &settings.env)?;
         let prometheus_port = pick_port(local.prometheus_port, "local.prometheus_port")?;
         let node_exporter_port = pick_port(local.node_exporter_port, "local.node_exporter_port")?;
-        let dir = settings.paths.local_cluster_dir().join(id.as_str());
+        let dir = settings.paths.local_cluster_dir().join(dir_name);
         let logs = dir.join("logs");
         ensure_dir(&logs)?;
         let textfile_dir = dir.join("textfile");
@@ -80,8 +95,7 @@ impl LocalCluster {
         let password_file = dir.join("remote-write-password");
         write_private(&password_file, password.expose())?;
 
-        let labels =
-            BTreeMap::from([(RUN_LABEL.to_owned(), id.to_string()), (EXPERIMENT_LABEL.to_owned(), name.to_owned())]);
+        let labels = labels.clone();
         let prometheus_listen = format!("127.0.0.1:{prometheus_port}");
         let node_exporter_listen = format!("127.0.0.1:{node_exporter_port}");
         let rw = &settings.config.remote_write;

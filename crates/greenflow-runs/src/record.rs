@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+use crate::drain::QueueMetrics;
 use crate::error::RunError;
 
 /// The record format written by this version; readers refuse to rewrite newer ones.
@@ -87,6 +88,69 @@ pub struct RunRecord {
     /// Versions of greenflow and the programs involved.
     #[serde(default)]
     pub versions: BTreeMap<String, String>,
+    /// The command the run ran (`greenflow run NAME -- COMMAND ...`); empty for a timed or interrupted run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// The command's exit status (a signal shows as 128 + its number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
+    /// How the drain went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainReport>,
+    /// What went wrong, for a failed run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The greenflow process that drives the run, so `greenflow runs recover` can tell a dead one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<RunProcess>,
+    /// The remote-write queue at the run's start, the baseline for lost samples (kept for `runs recover`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_at_start: Option<QueueMetrics>,
+    /// The cluster's Prometheus was left running (undrained queue); `greenflow runs recover` finishes the run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_left_running: bool,
+}
+
+/// The process driving a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunProcess {
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+}
+
+/// How a run's drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DrainOutcome {
+    /// Every sample up to the end is in the sink.
+    Drained,
+    /// Samples were lost (failed or dropped).
+    Lossy,
+    /// The drain timeout passed with samples still queued.
+    TimedOut,
+    /// Skipped: a second Ctrl-C, `--force`, or nothing to drain.
+    Skipped,
+}
+
+/// The drain's result, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrainReport {
+    /// How it ended.
+    pub outcome: DrainOutcome,
+    /// Seconds from the run's end to the end of the drain.
+    pub seconds: f64,
+    /// Samples that failed for good during the run (e.g. refused with 401).
+    pub samples_failed: u64,
+    /// Samples dropped during the run.
+    pub samples_dropped: u64,
+    /// Newest sample of the run in the sink at the end, seconds before the run's end (negative: after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink_behind_seconds: Option<f64>,
+    /// Why it ended so, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// The folder of run records.
@@ -185,6 +249,20 @@ mod tests {
             series: Some(3),
             samples: Some(30),
             versions: BTreeMap::new(),
+            command: vec!["sleep".into(), "1".into()],
+            exit_status: Some(0),
+            drain: Some(DrainReport {
+                outcome: DrainOutcome::Drained,
+                seconds: 6.5,
+                samples_failed: 0,
+                samples_dropped: 0,
+                sink_behind_seconds: Some(1.0),
+                detail: None,
+            }),
+            error: None,
+            process: Some(RunProcess { host: "laptop".into(), pid: 42 }),
+            queue_at_start: Some(QueueMetrics::default()),
+            cluster_left_running: false,
         }
     }
 

@@ -51,7 +51,36 @@ pub enum Command {
     ///
     /// The password is never in them: they reference the Secret `cluster.remote_write_secret`.
     Values,
-    /// List and show recorded runs.
+    /// Install, inspect and remove greenflow's kube-prometheus-stack release on the cluster of your kubeconfig.
+    ///
+    /// The cluster is the one kubectl would use: KUBECONFIG (or ~/.kube/config) and its current context, or
+    /// cluster.context in greenflow.yaml. Everything goes into cluster.namespace (default: monitoring).
+    ///
+    /// Typical use:
+    ///   greenflow cluster install --dry-run   # see what would be done
+    ///   greenflow cluster install             # Secret + chart; Prometheus stays at 0 replicas
+    ///   greenflow cluster status              # release, Prometheus, remote-write health, lock
+    ///   greenflow run my-experiment -- ./bench.sh
+    #[command(subcommand, verbatim_doc_comment)]
+    Cluster(ClusterCommand),
+    /// Run one experiment: scale the cluster's Prometheus up, run, drain every sample into the sink, scale down.
+    ///
+    /// Steps: check that the sink takes an authenticated write (and the cluster is reachable) before anything
+    /// changes; take the experiment lock; scale Prometheus up with the run's labels (greenflow_run,
+    /// greenflow_experiment); wait for the first sample in the sink; run COMMAND (or wait --duration, or until
+    /// Ctrl-C); wait until the sink holds every sample up to the end (the drain); scale down; write the run record.
+    ///
+    /// Ctrl-C ends the run early and still drains; a second Ctrl-C skips the drain (recorded as not-drained).
+    /// The command sees GREENFLOW_RUN and GREENFLOW_EXPERIMENT in its environment.
+    ///
+    /// Examples:
+    ///   greenflow run kafka-baseline --duration 10m
+    ///   greenflow run redpanda-3-brokers -- ./bench.sh --brokers 3
+    #[command(verbatim_doc_comment)]
+    #[command(after_help = "Exit status: 0 complete; the command's own status when it failed; 1 samples were lost \
+                            (lossy) or not drained; 2 error (nothing changed when it happens before the run starts).")]
+    Run(RunArgs),
+    /// List, show and recover recorded runs.
     #[command(subcommand)]
     Runs(RunsCommand),
     /// Measure greenflow against baselines run alongside (in a temporary directory; your sink is not touched).
@@ -112,6 +141,25 @@ pub enum SinkCommand {
     Status(FormatArgs),
     /// Print the URLs and user name for remote write, queries and Grafana.
     Url(SinkUrlArgs),
+    /// Write the Caddyfile and Grafana's files for a service manager (the Nix modules), without secrets: Caddy
+    /// reads the password hash from GREENFLOW_SINK_PASSWORD_HASH.
+    Render(SinkRenderArgs),
+}
+
+/// `greenflow sink render`.
+#[derive(Debug, Args)]
+pub struct SinkRenderArgs {
+    /// Directory to write `caddy/Caddyfile` and `grafana/` into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// The file Grafana reads its admin password from (default: `<data>/secrets/grafana-admin-password`).
+    #[arg(long, value_name = "FILE")]
+    pub grafana_admin_password_file: Option<PathBuf>,
+
+    /// The file Grafana reads its `secret_key` from (default: `<data>/secrets/grafana-secret-key`).
+    #[arg(long, value_name = "FILE")]
+    pub grafana_secret_key_file: Option<PathBuf>,
 }
 
 /// `greenflow sink up`.
@@ -162,6 +210,74 @@ pub struct DemoArgs {
     pub timeout: Duration,
 }
 
+/// The cluster a run drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// The Kubernetes cluster of your kubeconfig (kube-prometheus-stack installed by `greenflow cluster install`).
+    Kube,
+    /// A stand-in on this machine: node-exporter and a Prometheus agent (no cluster needed).
+    Local,
+}
+
+/// `greenflow run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The experiment name, written into every sample as greenflow_experiment (letters, digits, '-', '_', '.').
+    pub name: String,
+
+    /// Where Prometheus runs [default: kube when a kubeconfig is found (KUBECONFIG or ~/.kube/config), else local].
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendChoice>,
+
+    /// Run for this long (e.g. 90s, 10m) instead of running a command.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", conflicts_with = "command")]
+    pub duration: Option<Duration>,
+
+    /// Scale down even when the drain times out (run.drain_timeout): samples still queued are lost. Without it,
+    /// the cluster's Prometheus keeps running with its queue and `greenflow runs recover` finishes later.
+    #[arg(long)]
+    pub force: bool,
+
+    /// The command to run, after `--`; its exit status becomes the run's.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `greenflow cluster ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Install or upgrade the pinned kube-prometheus-stack chart, configured to remote-write into this sink.
+    ///
+    /// Steps: check helm (cluster.helm_binary or PATH) and that the API server answers, before anything changes;
+    /// create the namespace if missing; create or update the Secret cluster.remote_write_secret with the sink's user
+    /// name and password (the password never goes into Helm values); `helm upgrade --install` with the values of
+    /// `greenflow values`. Safe to run again: it converges. Prometheus stays at 0 replicas until `greenflow run`.
+    Install(ClusterInstallArgs),
+    /// Show the release, the Prometheus resource (replicas, Available/Reconciled), remote-write health read from
+    /// Prometheus' own /metrics (sent, pending, failed, dropped) and who holds the experiment lock. Exit 1 when not
+    /// installed or when samples were failed or dropped.
+    Status(FormatArgs),
+    /// Remove the release (helm uninstall), the remote-write Secret and the experiment lock; keeps the namespace.
+    /// Refused while a run holds the lock.
+    Uninstall(ClusterUninstallArgs),
+}
+
+/// `greenflow cluster install`.
+#[derive(Debug, Args)]
+pub struct ClusterInstallArgs {
+    /// Print the steps, the exact helm command and the values (password shown as [redacted]); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `greenflow cluster uninstall`.
+#[derive(Debug, Args)]
+pub struct ClusterUninstallArgs {
+    /// Really remove them (without it, only say what would be removed).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
 /// `greenflow runs ...`.
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
@@ -169,6 +285,15 @@ pub enum RunsCommand {
     List(FormatArgs),
     /// Show one run's record.
     Show(RunsShowArgs),
+    /// Finish runs whose greenflow died (or whose drain timed out): drain, scale down, release the lock, record.
+    Recover(RunsRecoverArgs),
+}
+
+/// `greenflow runs recover`.
+#[derive(Debug, Args)]
+pub struct RunsRecoverArgs {
+    /// Only this run (a unique prefix is enough); needed for a run started on another machine.
+    pub id: Option<String>,
 }
 
 /// `greenflow runs show`.

@@ -34,6 +34,11 @@ impl StopRequests {
         Ok(Self { count })
     }
 
+    /// A receiver of the count, for the run lifecycle.
+    pub fn receiver(&self) -> watch::Receiver<u32> {
+        self.count.clone()
+    }
+
     /// Resolves once at least `n` stop requests have arrived.
     pub async fn wait(&mut self, n: u32) {
         let _ = self.count.wait_for(|count| *count >= n).await;

@@ -16,7 +16,11 @@ pub fn init_logging(verbose: u8, quiet: u8, detached: bool) {
         _ => "trace",
     };
     let default =
-        format!("warn,greenflow={level},greenflow_sink={level},greenflow_runs={level},greenflow_config={level}");
+        // kube-client logs each failed request at error level; greenflow reports the failure once itself.
+        format!(
+            "warn,kube_client=off,greenflow={level},greenflow_sink={level},greenflow_runs={level},\
+             greenflow_config={level},greenflow_cluster={level}"
+        );
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -67,6 +71,14 @@ impl Progress {
         }
     }
 
+    /// Prints a line that stays, above the spinner.
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
     /// Removes the spinner.
     pub fn finish(self) {
         if let Some(bar) = self.bar {
@@ -93,5 +105,47 @@ pub fn human_duration(duration: Duration) -> String {
         format!("{:.1}s", duration.as_secs_f64())
     } else {
         humantime::format_duration(Duration::from_secs(duration.as_secs())).to_string()
+    }
+}
+
+/// The run lifecycle's progress on the terminal: one spinner a step, lines that stay for results and warnings.
+#[derive(Default)]
+pub struct TerminalReporter {
+    current: std::sync::Mutex<Option<Progress>>,
+}
+
+impl TerminalReporter {
+    /// Removes the spinner, if one shows.
+    pub fn finish(&self) {
+        if let Some(progress) = self.current.lock().ok().and_then(|mut c| c.take()) {
+            progress.finish();
+        }
+    }
+}
+
+impl greenflow_runs::Reporter for TerminalReporter {
+    fn phase(&self, message: &str) {
+        if let Ok(mut current) = self.current.lock() {
+            if let Some(old) = current.take() {
+                old.finish();
+            }
+            *current = Some(Progress::start(message));
+        }
+    }
+
+    fn update(&self, message: &str) {
+        if let Ok(mut current) = self.current.lock() {
+            match current.as_mut() {
+                Some(progress) => progress.set(message),
+                None => *current = Some(Progress::start(message)),
+            }
+        }
+    }
+
+    fn note(&self, message: &str) {
+        match self.current.lock().ok().as_deref().and_then(Option::as_ref) {
+            Some(progress) => progress.println(message),
+            None => eprintln!("{message}"),
+        }
     }
 }

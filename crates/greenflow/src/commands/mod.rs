@@ -1,9 +1,12 @@
 //! One module per verb; each turns parsed arguments into calls on the library crates and prints the outcome.
 
 mod bench;
+mod cluster;
 mod config;
 mod demo;
 mod init;
+mod render;
+mod run;
 mod runs;
 mod sink;
 
@@ -25,13 +28,17 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Sink(SinkCommand::Down) => sink::down(&settings).await,
         Command::Sink(SinkCommand::Status(args)) => sink::status(&settings, &args).await,
         Command::Sink(SinkCommand::Url(args)) => sink::url(&settings, &args),
+        Command::Sink(SinkCommand::Render(args)) => render::run(&settings, &args),
         Command::Demo(args) => demo::run(&settings, &args).await,
         Command::Values => {
             print!("{}", greenflow_cluster::helm_values(&settings)?);
             Ok(crate::exit::OK)
         }
+        Command::Cluster(command) => cluster::run(&settings, command).await,
         Command::Runs(RunsCommand::List(args)) => runs::list(&settings, &args),
         Command::Runs(RunsCommand::Show(args)) => runs::show(&settings, &args),
+        Command::Runs(RunsCommand::Recover(args)) => run::recover(&settings, &args).await,
+        Command::Run(args) => run::run(&settings, &args).await,
         Command::Bench(BenchCommand::Startup(args)) => bench::startup(&settings, &args).await,
     }
 }

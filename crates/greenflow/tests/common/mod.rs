@@ -171,6 +171,31 @@ impl Project {
         response["data"]["result"].as_array().unwrap().clone()
     }
 
+    /// Every series matching `selector` with its samples, through Caddy (`/api/v1/export`, one JSON object a line).
+    pub fn export(&self, selector: &str) -> Vec<Value> {
+        let urls = self.urls();
+        let client = reqwest::blocking::Client::new();
+        let base = urls["query_url"].as_str().unwrap();
+        let password = urls["password"].as_str().unwrap();
+        let _ = client.get(format!("{base}/internal/force_flush")).basic_auth("greenflow", Some(password)).send();
+        let text = client
+            .get(format!("{base}/api/v1/export"))
+            .query(&[("match[]", selector)])
+            .basic_auth("greenflow", Some(password))
+            .send()
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+    }
+
+    /// All run records, newest first.
+    pub fn runs(&self) -> Vec<Value> {
+        serde_json::from_str::<Value>(&self.ok(&["runs", "list", "--json"])).unwrap().as_array().unwrap().clone()
+    }
+
     /// Polls `query` until it returns something, or fails after `timeout`.
     pub fn wait_for_series(&self, promql: &str, timeout: Duration) -> Vec<Value> {
         let deadline = Instant::now() + timeout;
@@ -286,6 +311,22 @@ impl Running {
             assert!(Instant::now() < deadline, "no {needle:?} within {timeout:?}:\n{}", self.stderr());
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Waits for the exit; returns the status and the whole stderr.
+    pub fn wait_exit(mut self, timeout: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "did not exit within {timeout:?}:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        (status, self.stderr())
     }
 
     /// Sends a signal and waits for the exit; returns the status and the whole stderr.

@@ -1,0 +1,796 @@
+//! The run lifecycle (design section 3), written once for every [`ClusterBackend`]:
+//! preflight, lock, scale up, prove the path, the workload, drain, scale down, record.
+//!
+//! Nothing in the cluster changes before the preflight passed and the lock is held. From then on every exit path
+//! drains (unless the user insists twice), scales down and writes the record.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use greenflow_sink::{ImportSeries, SinkClient, SinkError, promql_string};
+use rand::Rng;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::backend::{BackendError, ClusterBackend};
+use crate::drain::{DrainState, QueueMetrics, drain_state, parse_queue_metrics};
+use crate::error::RunError;
+use crate::record::{DrainOutcome, DrainReport, RUN_FORMAT_VERSION, RunId, RunProcess, RunRecord, RunStatus, RunStore};
+use crate::{EXPERIMENT_LABEL, RUN_LABEL};
+
+/// The series greenflow writes at a run's start and end (`phase` = `start` | `end`), for Grafana annotations.
+pub const RUN_INFO_METRIC: &str = "greenflow_run_info";
+/// The series of the preflight's probe write.
+pub const PROBE_METRIC: &str = "greenflow_probe";
+
+/// What the run does while Prometheus scrapes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Workload {
+    /// Wait this long.
+    For(Duration),
+    /// Run this command; its exit status becomes the run's.
+    Command(Vec<String>),
+    /// Wait for Ctrl-C.
+    UntilInterrupted,
+}
+
+/// One run to make.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// The experiment name (`greenflow_experiment`).
+    pub name: String,
+    /// What happens during the run.
+    pub workload: Workload,
+    /// The cluster's scrape interval: the sink must hold samples this close to the end.
+    pub scrape_interval: Duration,
+    /// Wait at most this long for Prometheus to be ready.
+    pub ready_timeout: Duration,
+    /// Wait at most this long for the first sample in the sink.
+    pub first_sample_timeout: Duration,
+    /// Wait at most this long for the drain.
+    pub drain_timeout: Duration,
+    /// Scale down even when the drain timed out (samples still queued are lost).
+    pub force: bool,
+    /// Show live counts during the workload (off while a command writes to the terminal).
+    pub live_counts: bool,
+    /// Versions to record besides the back-end's (greenflow's own).
+    pub versions: BTreeMap<String, String>,
+}
+
+/// Where the lifecycle tells the user what happens. `phase` starts a step (a spinner), `update` changes its line,
+/// `note` prints a line that stays.
+pub trait Reporter: Sync {
+    /// A step begins.
+    fn phase(&self, message: &str);
+    /// The current step's state changed.
+    fn update(&self, message: &str);
+    /// A line to keep (a step's result, a warning).
+    fn note(&self, message: &str);
+}
+
+/// Counts the stop requests (Ctrl-C, SIGTERM): one ends the workload and drains; two skip the drain.
+#[derive(Debug, Clone)]
+pub struct Interrupts {
+    count: watch::Receiver<u32>,
+}
+
+impl Interrupts {
+    /// Stop requests as counted by the sender.
+    pub fn new(count: watch::Receiver<u32>) -> Self {
+        Self { count }
+    }
+
+    /// A source that never fires, with its sender to fire it by hand.
+    pub fn manual() -> (watch::Sender<u32>, Self) {
+        let (tx, rx) = watch::channel(0);
+        (tx, Self::new(rx))
+    }
+
+    /// How many arrived.
+    pub fn count(&self) -> u32 {
+        *self.count.borrow()
+    }
+
+    /// Resolves once at least `n` have arrived.
+    pub async fn wait(&mut self, n: u32) {
+        let _ = self.count.wait_for(|count| *count >= n).await;
+    }
+}
+
+/// What the lifecycle works with besides the back-end.
+pub struct RunContext<'a> {
+    /// The sink through the address the cluster writes to (authenticated), e.g. `https://host/vm`.
+    pub sink: SinkClient,
+    /// Where records go.
+    pub store: RunStore,
+    /// Where progress goes.
+    pub reporter: &'a dyn Reporter,
+    /// Stop requests.
+    pub interrupts: Interrupts,
+}
+
+/// The host name, for lock holders and records.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The lock holder identity of a run: stable for the run, so `runs recover` on the same host can take it back.
+pub fn lock_holder(id: &RunId) -> String {
+    format!("{id}@{}", host_name())
+}
+
+fn unix(t: OffsetDateTime) -> f64 {
+    t.unix_timestamp_nanos() as f64 / 1e9
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+/// The PromQL selector of a run's data (its markers excluded).
+pub fn run_selector(id: &RunId) -> String {
+    format!("{{{RUN_LABEL}={},__name__!={}}}", promql_string(id.as_str()), promql_string(RUN_INFO_METRIC))
+}
+
+/// Proves the credentials and the path to the sink: writes one probe sample through the address the cluster uses
+/// and reads it back. Changes nothing but that sample.
+pub async fn probe_sink(sink: &SinkClient, id: &RunId, timeout: Duration) -> Result<(), RunError> {
+    let token = format!("{:08x}", rand::rng().random::<u32>());
+    let series = ImportSeries {
+        metric: BTreeMap::from([
+            ("__name__".to_owned(), PROBE_METRIC.to_owned()),
+            // Not the run label: the probe must not pass for the run's first sample.
+            ("probe_for".to_owned(), id.to_string()),
+            ("probe".to_owned(), token.clone()),
+        ]),
+        values: vec![1.0],
+        timestamps: vec![(unix(now()) * 1000.0) as i64],
+    };
+    sink.import(&[series])
+        .await
+        .map_err(|e| RunError::Probe { url: sink.base().to_owned(), detail: probe_hint(&e) })?;
+    let query = format!("{PROBE_METRIC}{{probe={}}}", promql_string(&token));
+    let deadline = Instant::now() + timeout;
+    loop {
+        let _ = sink.force_flush().await;
+        match sink.query(&query).await {
+            Ok(found) if !found.is_empty() => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(RunError::Probe { url: sink.base().to_owned(), detail: probe_hint(&e) }),
+        }
+        if Instant::now() >= deadline {
+            return Err(RunError::Probe {
+                url: sink.base().to_owned(),
+                detail: format!("the probe sample was accepted but not readable within {}s", timeout.as_secs()),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn probe_hint(error: &SinkError) -> String {
+    match error {
+        SinkError::Status { status: 401, .. } => "the sink refused the credentials (401): GREENFLOW_SINK_PASSWORD \
+                                                  must be the sink's password (`greenflow sink url --show-password`)"
+            .into(),
+        other => other.to_string(),
+    }
+}
+
+/// Makes one run: preflight, lock, scale up, prove the path, workload, drain, scale down, record.
+///
+/// Returns `Err` only when nothing was changed (preflight or lock failed); every other outcome, failures included,
+/// is a saved record.
+pub async fn run<B: ClusterBackend>(
+    backend: &mut B,
+    ctx: &mut RunContext<'_>,
+    request: &RunRequest,
+) -> Result<RunRecord, RunError> {
+    crate::validate_name(&request.name)?;
+    let start = now();
+    let id = RunId::new(start);
+
+    ctx.reporter.phase(&format!("checking the sink at {}", ctx.sink.base()));
+    probe_sink(&ctx.sink, &id, Duration::from_secs(30)).await?;
+    ctx.reporter.phase("checking the cluster");
+    let info = backend.preflight().await?;
+    ctx.reporter.note(&format!("sink accepts writes; cluster: {}", info.description));
+    let holder = lock_holder(&id);
+    backend.acquire_lock(&id, &holder).await?;
+
+    let mut versions = request.versions.clone();
+    versions.extend(info.versions);
+    let labels =
+        BTreeMap::from([(RUN_LABEL.to_owned(), id.to_string()), (EXPERIMENT_LABEL.to_owned(), request.name.clone())]);
+    let record = RunRecord {
+        format_version: RUN_FORMAT_VERSION,
+        id: id.clone(),
+        name: request.name.clone(),
+        status: RunStatus::Running,
+        backend: backend.kind().to_string(),
+        start,
+        end: None,
+        labels,
+        series: None,
+        samples: None,
+        versions,
+        command: match &request.workload {
+            Workload::Command(command) => command.clone(),
+            _ => Vec::new(),
+        },
+        exit_status: None,
+        drain: None,
+        error: None,
+        process: Some(RunProcess { host: host_name(), pid: std::process::id() }),
+        queue_at_start: None,
+        cluster_left_running: false,
+    };
+    let mut active =
+        ActiveRun { backend, ctx, request, record, last_renewal: Instant::now(), pending_markers: Vec::new() };
+    if let Err(err) = active.save() {
+        active.release().await;
+        return Err(err);
+    }
+    active.reporter().note(&format!("run {id} ({}) started", request.name));
+    active.drive().await;
+    Ok(active.record)
+}
+
+/// Finishes a run whose greenflow died, or whose drain timed out: drains, scales down, releases the lock, records.
+pub async fn recover<B: ClusterBackend>(
+    backend: &mut B,
+    ctx: &mut RunContext<'_>,
+    request: &RunRequest,
+    record: RunRecord,
+) -> Result<RunRecord, RunError> {
+    let holder = lock_holder(&record.id);
+    backend.preflight().await?;
+    backend.acquire_lock(&record.id, &holder).await?;
+    let mut active =
+        ActiveRun { backend, ctx, request, record, last_renewal: Instant::now(), pending_markers: Vec::new() };
+    let end = active.record.end.unwrap_or_else(now);
+    active.record.end = Some(end);
+    active.queue_marker("end", end);
+    active.record.process = Some(RunProcess { host: host_name(), pid: std::process::id() });
+    active.record.cluster_left_running = false;
+    // The local stand-in died with its greenflow (and its queue with it): only the kube cluster has one to drain.
+    let drain = active.backend.kind() == crate::BackendKind::Kube;
+    active.finish(end, drain, None).await;
+    Ok(active.record)
+}
+
+struct ActiveRun<'r, 'c, 'a, B: ClusterBackend> {
+    backend: &'r mut B,
+    ctx: &'r mut RunContext<'c>,
+    request: &'a RunRequest,
+    record: RunRecord,
+    last_renewal: Instant,
+    pending_markers: Vec<ImportSeries>,
+}
+
+/// How the active part of a run ended.
+struct Active {
+    /// Prometheus ran with the run's labels (so there is something to drain).
+    scaled_up: bool,
+    /// The path was proven (a sample arrived).
+    flowing: bool,
+    /// What failed, if anything.
+    error: Option<String>,
+}
+
+impl<B: ClusterBackend> ActiveRun<'_, '_, '_, B> {
+    fn reporter(&self) -> &dyn Reporter {
+        self.ctx.reporter
+    }
+
+    fn save(&self) -> Result<(), RunError> {
+        self.ctx.store.save(&self.record).map(|_| ())
+    }
+
+    async fn release(&mut self) {
+        if let Err(e) = self.backend.release_lock().await {
+            self.reporter().note(&format!("warning: cannot release the experiment lock: {e}"));
+        }
+    }
+
+    /// Renews the lock when it is due; a failure is reported, not fatal (the run's data is what matters).
+    async fn tick(&mut self) {
+        if self.last_renewal.elapsed() >= self.backend.renew_interval() {
+            self.last_renewal = Instant::now();
+            if let Err(e) = self.backend.renew_lock().await {
+                self.reporter().note(&format!("warning: cannot renew the experiment lock: {e}"));
+            }
+        }
+    }
+
+    fn interrupts(&self) -> u32 {
+        self.ctx.interrupts.count()
+    }
+
+    /// Sleeps up to `d`, waking early on the `n`th stop request.
+    async fn pause(&mut self, d: Duration, n: u32) {
+        let interrupts = &mut self.ctx.interrupts;
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = interrupts.wait(n) => {}
+        }
+    }
+
+    fn queue_marker(&mut self, phase: &str, at: OffsetDateTime) {
+        let mut metric = self.record.labels.clone();
+        metric.insert("__name__".into(), RUN_INFO_METRIC.into());
+        metric.insert("phase".into(), phase.into());
+        self.pending_markers.push(ImportSeries {
+            metric,
+            values: vec![1.0],
+            timestamps: vec![(unix(at) * 1000.0) as i64],
+        });
+    }
+
+    /// Writes queued markers; keeps them queued when the sink does not take them.
+    async fn flush_markers(&mut self) -> bool {
+        if self.pending_markers.is_empty() {
+            return true;
+        }
+        match bounded(self.ctx.sink.import(&self.pending_markers)).await.and_then(|r| r.map_err(|e| e.to_string())) {
+            Ok(()) => {
+                self.pending_markers.clear();
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "markers not written yet");
+                false
+            }
+        }
+    }
+
+    async fn queue_metrics(&mut self) -> Result<QueueMetrics, String> {
+        let text = self.backend.prometheus_metrics().await.map_err(|e| e.to_string())?;
+        parse_queue_metrics(&text, self.backend.remote_name()).map_err(|e| e.to_string())
+    }
+
+    async fn drive(&mut self) {
+        let active = self.active().await;
+        let end = now();
+        self.record.end = Some(end);
+        self.queue_marker("end", end);
+        let drain = active.scaled_up && active.flowing && self.interrupts() < 2;
+        if active.scaled_up && !active.flowing && active.error.is_none() && self.interrupts() < 2 {
+            // Interrupted before the first sample: what was scraped still drains.
+            self.finish(end, true, None).await;
+        } else {
+            self.finish(end, drain, active.error).await;
+        }
+    }
+
+    /// Scale up, prove the path, run the workload.
+    async fn active(&mut self) -> Active {
+        let labels = self.record.labels.clone();
+        self.reporter().phase("scaling Prometheus up");
+        let reporter = self.ctx.reporter;
+        let progress = |line: &str| reporter.update(line);
+        let scaled = self.backend.scale_up(&labels, self.request.ready_timeout, &progress).await;
+        if let Err(e) = scaled {
+            return Active { scaled_up: false, flowing: false, error: Some(scale_up_error(e)) };
+        }
+        self.record.queue_at_start = match self.wait_for_queue().await {
+            Ok(q) => Some(q),
+            Err(e) => return Active { scaled_up: true, flowing: false, error: Some(e) },
+        };
+        let _ = self.save();
+        let start = self.record.start;
+        self.queue_marker("start", start);
+        self.flush_markers().await;
+
+        match self.wait_first_sample().await {
+            Ok(true) => {}
+            Ok(false) => return Active { scaled_up: true, flowing: false, error: None },
+            Err(e) => return Active { scaled_up: true, flowing: false, error: Some(e) },
+        }
+        let error = self.workload().await.err();
+        Active { scaled_up: true, flowing: true, error }
+    }
+
+    /// Reads the queue's counters right after scale-up: the baseline for losses.
+    async fn wait_for_queue(&mut self) -> Result<QueueMetrics, String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.queue_metrics().await {
+                Ok(q) => return Ok(q),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(format!("cannot read Prometheus' remote-write queue: {e}"));
+                }
+                Err(e) => tracing::debug!(error = %e, "queue metrics not there yet"),
+            }
+            self.pause(Duration::from_millis(500), 2).await;
+        }
+    }
+
+    /// Waits until the sink answers a query for a sample of this run. `Ok(false)`: interrupted.
+    async fn wait_first_sample(&mut self) -> Result<bool, String> {
+        let began = Instant::now();
+        self.reporter().phase("waiting for the first sample of the run in the sink");
+        let selector = run_selector(&self.record.id);
+        let deadline = began + self.request.first_sample_timeout;
+        let mut last_error = None;
+        loop {
+            self.tick().await;
+            if self.interrupts() >= 1 {
+                self.reporter().note("interrupted before the first sample arrived; draining what was scraped");
+                return Ok(false);
+            }
+            let _ = bounded(self.ctx.sink.force_flush()).await;
+            match bounded(self.ctx.sink.query_value(&format!("count({selector})"))).await {
+                Ok(Ok(Some(n))) if n > 0.0 => break,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => last_error = Some(e.to_string()),
+                Err(e) => last_error = Some(e),
+            }
+            if let Ok(q) = self.queue_metrics().await
+                && let Some(base) = self.record.queue_at_start
+                && q.samples_failed > base.samples_failed
+            {
+                return Err(format!(
+                    "the sink refuses Prometheus' writes ({} samples failed): check that the password Prometheus \
+                     uses (the cluster's remote-write Secret) is the sink's",
+                    q.samples_failed - base.samples_failed
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "no sample of the run reached the sink within {}s{}",
+                    self.request.first_sample_timeout.as_secs(),
+                    last_error.map(|e| format!(" (last error: {e})")).unwrap_or_default()
+                ));
+            }
+            self.pause(Duration::from_millis(500), 1).await;
+        }
+        let first = began.elapsed();
+        self.reporter().note(&format!("first sample in the sink {:.1}s after scale-up", first.as_secs_f64()));
+        Ok(true)
+    }
+
+    async fn workload(&mut self) -> Result<(), String> {
+        match self.request.workload.clone() {
+            Workload::For(d) => {
+                self.wait_until(Some(Instant::now() + d)).await;
+                Ok(())
+            }
+            Workload::UntilInterrupted => {
+                self.wait_until(None).await;
+                Ok(())
+            }
+            Workload::Command(command) => self.run_command(&command).await,
+        }
+    }
+
+    /// Waits for the deadline or a stop request, showing live counts.
+    async fn wait_until(&mut self, until: Option<Instant>) {
+        self.reporter().phase(match until {
+            Some(_) => "running",
+            None => "running until Ctrl-C",
+        });
+        let selector = run_selector(&self.record.id);
+        loop {
+            self.tick().await;
+            if self.interrupts() >= 1 {
+                return;
+            }
+            if self.request.live_counts
+                && let Ok(Ok(line)) = bounded(live_counts(&self.ctx.sink, &selector, self.record.start)).await
+            {
+                self.reporter().update(&line);
+            }
+            let sleep = match until {
+                Some(until) if Instant::now() >= until => return,
+                Some(until) => until.saturating_duration_since(Instant::now()).min(Duration::from_secs(2)),
+                None => Duration::from_secs(2),
+            };
+            self.pause(sleep, 1).await;
+        }
+    }
+
+    async fn run_command(&mut self, command: &[String]) -> Result<(), String> {
+        let Some((program, args)) = command.split_first() else {
+            return Err("no command given".into());
+        };
+        self.reporter().note(&format!("running `{}`", shell_words(command)));
+        let handle = duct::cmd(program, args)
+            .env("GREENFLOW_RUN", self.record.id.as_str())
+            .env("GREENFLOW_EXPERIMENT", &self.record.name)
+            .unchecked()
+            .start()
+            .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+        let mut signalled_at: Option<Instant> = None;
+        let status = loop {
+            self.tick().await;
+            match handle.try_wait() {
+                Ok(Some(output)) => break output.status,
+                Ok(None) => {}
+                Err(e) => return Err(format!("cannot wait for `{program}`: {e}")),
+            }
+            if self.interrupts() >= 1 {
+                match signalled_at {
+                    None => {
+                        signalled_at = Some(Instant::now());
+                        terminate(&handle);
+                    }
+                    Some(at) if at.elapsed() > Duration::from_secs(10) || self.interrupts() >= 2 => {
+                        let _ = handle.kill();
+                    }
+                    Some(_) => {}
+                }
+            }
+            self.pause(Duration::from_millis(100), 2).await;
+        };
+        let code = exit_code(&status);
+        self.record.exit_status = Some(code);
+        self.reporter().note(&format!("`{program}` exited with status {code}"));
+        Ok(())
+    }
+
+    /// Drain (when asked), count, scale down, release, record.
+    async fn finish(&mut self, end: OffsetDateTime, drain: bool, error: Option<String>) {
+        let report = if drain {
+            self.drain(end).await
+        } else {
+            let detail = match (&error, self.interrupts()) {
+                (Some(_), _) => "the run failed before samples flowed",
+                (None, n) if n >= 2 => "skipped by a second Ctrl-C",
+                _ => "nothing to drain",
+            };
+            DrainReport {
+                outcome: DrainOutcome::Skipped,
+                seconds: 0.0,
+                samples_failed: 0,
+                samples_dropped: 0,
+                sink_behind_seconds: None,
+                detail: Some(detail.into()),
+            }
+        };
+        if !self.flush_markers().await {
+            self.reporter().note("warning: the run's start/end markers could not be written to the sink");
+        }
+        if let Ok((series, samples)) = counts(&self.ctx.sink, &self.record.id, self.record.start).await {
+            self.record.series = Some(series);
+            self.record.samples = Some(samples);
+        }
+        let leave_running = report.outcome == DrainOutcome::TimedOut
+            && !self.request.force
+            && self.backend.kind() == crate::BackendKind::Kube;
+        if leave_running {
+            self.record.cluster_left_running = true;
+            self.reporter().note(&format!(
+                "Prometheus keeps running with its queue; `greenflow runs recover {}` finishes the drain once the sink answers",
+                self.record.id
+            ));
+        } else {
+            self.reporter().phase("scaling Prometheus down");
+            if let Err(e) = self.backend.scale_down().await {
+                self.reporter().note(&format!("warning: cannot scale Prometheus down: {e}"));
+                self.record.cluster_left_running = true;
+            }
+            self.release().await;
+        }
+        self.record.status = match (&error, report.outcome) {
+            (Some(_), _) => RunStatus::Failed,
+            (None, DrainOutcome::Drained) => RunStatus::Complete,
+            (None, DrainOutcome::Lossy) => RunStatus::Lossy,
+            (None, DrainOutcome::TimedOut | DrainOutcome::Skipped) => RunStatus::NotDrained,
+        };
+        self.record.error = error;
+        self.record.drain = Some(report);
+        if let Err(e) = self.save() {
+            self.reporter().note(&format!("error: cannot save the run record: {e}"));
+        }
+    }
+
+    async fn drain(&mut self, end: OffsetDateTime) -> DrainReport {
+        let began = Instant::now();
+        let end_s = unix(end);
+        let baseline = self.record.queue_at_start.unwrap_or_default();
+        let selector = run_selector(&self.record.id);
+        let deadline = began + self.request.drain_timeout;
+        self.reporter().phase("draining: waiting until every sample of the run is in the sink");
+        let report = |outcome, failed: f64, dropped: f64, behind: Option<f64>, detail: Option<String>| DrainReport {
+            outcome,
+            seconds: began.elapsed().as_secs_f64(),
+            samples_failed: failed as u64,
+            samples_dropped: dropped as u64,
+            sink_behind_seconds: behind,
+            detail,
+        };
+        let mut last = DrainState::Pending { samples_pending: 0.0, behind_seconds: f64::INFINITY };
+        loop {
+            self.tick().await;
+            if self.interrupts() >= 2 {
+                let (failed, dropped) = losses(&last);
+                return report(DrainOutcome::Skipped, failed, dropped, None, Some("skipped by a second Ctrl-C".into()));
+            }
+            self.flush_markers().await;
+            match self.queue_metrics().await {
+                Ok(now_q) => {
+                    last = drain_state(&baseline, &now_q, end_s);
+                    match last {
+                        DrainState::Drained => {
+                            // Prometheus sent a sample at or after the end; the sink must show it too.
+                            let _ = bounded(self.ctx.sink.force_flush()).await;
+                            let newest = bounded(newest_sample(&self.ctx.sink, &selector, self.record.start))
+                                .await
+                                .and_then(|r| r.map_err(|e| e.to_string()));
+                            match newest {
+                                Ok(Some(newest)) if newest >= end_s => {
+                                    return report(DrainOutcome::Drained, 0.0, 0.0, Some(end_s - newest), None);
+                                }
+                                Ok(newest) => self.reporter().update(&format!(
+                                    "Prometheus sent everything; the sink's newest sample of the run is {}",
+                                    newest
+                                        .map(|n| format!("{:.1}s before the end", end_s - n))
+                                        .unwrap_or_else(|| "missing".into())
+                                )),
+                                Err(e) => self.reporter().update(&format!(
+                                    "Prometheus sent everything; cannot query the sink: {}",
+                                    short(&e)
+                                )),
+                            }
+                        }
+                        DrainState::Pending { samples_pending, behind_seconds } => {
+                            let sink = match self.ctx.sink.health().await {
+                                Ok(()) => "the sink answers".to_owned(),
+                                Err(e) => format!("the sink does not answer ({})", short(&e.to_string())),
+                            };
+                            let sent = if behind_seconds < 1e6 {
+                                format!("sent up to {behind_seconds:.0}s before the end")
+                            } else {
+                                "nothing sent yet".to_owned()
+                            };
+                            self.reporter().update(&format!(
+                                "{sink}; {samples_pending:.0} samples queued, {sent}; waiting at most {} \
+                                 (run.drain_timeout; Ctrl-C again: stop without draining)",
+                                humantime::format_duration(self.request.drain_timeout)
+                            ));
+                        }
+                        DrainState::Lossy { failed, dropped, settled } => {
+                            if settled {
+                                let behind = newest_sample(&self.ctx.sink, &selector, self.record.start)
+                                    .await
+                                    .ok()
+                                    .flatten()
+                                    .map(|n| end_s - n);
+                                return report(
+                                    DrainOutcome::Lossy,
+                                    failed,
+                                    dropped,
+                                    behind,
+                                    Some(format!(
+                                        "{failed:.0} samples failed and {dropped:.0} were dropped on the way to the sink \
+                                         (a 401 means the cluster's password is not the sink's)"
+                                    )),
+                                );
+                            }
+                            self.reporter().update(&format!(
+                                "samples lost ({failed:.0} failed, {dropped:.0} dropped); waiting for the rest of the queue"
+                            ));
+                        }
+                    }
+                }
+                Err(e) => self.reporter().update(&format!("cannot read Prometheus' queue: {}", short(&e))),
+            }
+            if Instant::now() >= deadline {
+                let (failed, dropped) = losses(&last);
+                return report(
+                    DrainOutcome::TimedOut,
+                    failed,
+                    dropped,
+                    None,
+                    Some(format!(
+                        "samples still queued after {}s (run.drain_timeout)",
+                        self.request.drain_timeout.as_secs()
+                    )),
+                );
+            }
+            self.pause(Duration::from_secs(1), 2).await;
+        }
+    }
+}
+
+/// Bounds a call to the sink inside a polling loop, so a hanging sink cannot stall lock renewal or Ctrl-C.
+async fn bounded<T>(call: impl Future<Output = T>) -> Result<T, String> {
+    tokio::time::timeout(Duration::from_secs(5), call).await.map_err(|_| "no answer within 5s".to_owned())
+}
+
+fn losses(state: &DrainState) -> (f64, f64) {
+    match state {
+        DrainState::Lossy { failed, dropped, .. } => (*failed, *dropped),
+        _ => (0.0, 0.0),
+    }
+}
+
+fn short(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    match line.char_indices().nth(160) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line.to_owned(),
+    }
+}
+
+fn scale_up_error(error: BackendError) -> String {
+    format!("cannot scale Prometheus up: {error}")
+}
+
+/// The lookback that covers a run from `start` to now.
+fn window_since(start: OffsetDateTime) -> u64 {
+    ((unix(now()) - unix(start)).max(0.0) as u64) + 60
+}
+
+/// The timestamp of the run's newest sample in the sink (seconds). `tlast_over_time` is VictoriaMetrics': its
+/// `timestamp()` gives the evaluation time, not the sample's.
+async fn newest_sample(sink: &SinkClient, selector: &str, start: OffsetDateTime) -> Result<Option<f64>, SinkError> {
+    let window = window_since(start);
+    sink.query_value(&format!("max(tlast_over_time({selector}[{window}s]))")).await
+}
+
+/// Series and samples of the run in the sink now.
+pub async fn counts(sink: &SinkClient, id: &RunId, start: OffsetDateTime) -> Result<(u64, u64), SinkError> {
+    let selector = run_selector(id);
+    let window = ((unix(now()) - unix(start)).max(0.0) as u64) + 60;
+    let series = sink.query_value(&format!("count(last_over_time({selector}[{window}s]))")).await?.unwrap_or(0.0);
+    let samples = sink.query_value(&format!("sum(count_over_time({selector}[{window}s]))")).await?.unwrap_or(0.0);
+    Ok((series as u64, samples as u64))
+}
+
+async fn live_counts(sink: &SinkClient, selector: &str, start: OffsetDateTime) -> Result<String, SinkError> {
+    let window = ((unix(now()) - unix(start)).max(0.0) as u64) + 60;
+    let series = sink.query_value(&format!("count(last_over_time({selector}[{window}s]))")).await?.unwrap_or(0.0);
+    let samples = sink.query_value(&format!("sum(count_over_time({selector}[{window}s]))")).await?.unwrap_or(0.0);
+    let newest = newest_sample(sink, selector, start).await?;
+    let lag = newest.map(|t| format!("{:.1}s", (unix(now()) - t).max(0.0))).unwrap_or_else(|| "?".into());
+    Ok(format!("{series:.0} series, {samples:.0} samples, newest {lag} old"))
+}
+
+fn shell_words(command: &[String]) -> String {
+    command
+        .iter()
+        .map(|w| {
+            if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn terminate(handle: &duct::Handle) {
+    for pid in handle.pids() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+    }
+}
+
+fn exit_code(status: &std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_exclude_markers_and_quote_the_id() {
+        let id: RunId = serde_json::from_str("\"20260101T000000Z-00ff\"").unwrap();
+        assert_eq!(run_selector(&id), r#"{greenflow_run="20260101T000000Z-00ff",__name__!="greenflow_run_info"}"#);
+    }
+
+    #[test]
+    fn commands_are_shown_as_a_shell_would_read_them() {
+        let words = ["sh", "-c", "echo 'hi' $X", "a=b"].map(String::from);
+        assert_eq!(shell_words(&words), r#"sh -c 'echo '\''hi'\'' $X' a=b"#);
+    }
+}

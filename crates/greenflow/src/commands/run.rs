@@ -1,0 +1,245 @@
+//! `greenflow run` and `greenflow runs recover`: the run lifecycle on the chosen back-end, and the exit status that
+//! tells scripts how it went.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use greenflow_config::Settings;
+use greenflow_runs::lifecycle::{self, RunContext};
+use greenflow_runs::{
+    ClusterBackend, Interrupts, KubeBackend, LocalBackend, RunRecord, RunRequest, RunStatus, RunStore, Workload,
+};
+use greenflow_sink::{SinkClient, loopback_urls, running_supervisor, sink_password};
+
+use crate::cli::{BackendChoice, RunArgs, RunsRecoverArgs};
+use crate::exit;
+use crate::signals::StopRequests;
+use crate::ui::{TerminalReporter, human_duration};
+
+/// The sink as the local stand-in reaches it: loopback, authenticated.
+pub fn local_sink(settings: &Settings) -> anyhow::Result<(SinkClient, String)> {
+    let urls = loopback_urls(settings);
+    let password = sink_password(settings)?;
+    let client = SinkClient::new(urls.query_url.clone(), Some((settings.config.sink.username.clone(), password)));
+    Ok((client, urls.remote_write_url))
+}
+
+/// The sink as the cluster reaches it: the public address, authenticated.
+pub fn public_sink(settings: &Settings) -> anyhow::Result<SinkClient> {
+    let public = settings
+        .public_address()?
+        .context("the cluster needs the sink's public address: set sink.public_host (or NODENAME and TAILSCALE_DOMAIN, or EXPERIMENT_STORAGE_URL)")?;
+    let base = public
+        .remote_write_url
+        .strip_suffix("/api/v1/write")
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{}/vm", public.base_url()));
+    let password = sink_password(settings)?;
+    Ok(SinkClient::new(base, Some((settings.config.sink.username.clone(), password))))
+}
+
+/// The back-end `--backend` names, or the default: `kube` when a kubeconfig is found, else `local`.
+fn choose(settings: &Settings, choice: Option<BackendChoice>) -> BackendChoice {
+    choice.unwrap_or_else(|| {
+        let kubeconfig = settings.env.get("KUBECONFIG").is_some_and(|v| !v.is_empty())
+            || settings.env.get("HOME").is_some_and(|home| std::path::Path::new(home).join(".kube/config").is_file());
+        if kubeconfig { BackendChoice::Kube } else { BackendChoice::Local }
+    })
+}
+
+/// The request every run command shares, from settings and flags.
+pub fn request(settings: &Settings, name: &str, workload: Workload, scrape_interval: Duration) -> RunRequest {
+    let run = &settings.config.run;
+    RunRequest {
+        name: name.to_owned(),
+        live_counts: !matches!(workload, Workload::Command(_)),
+        workload,
+        scrape_interval,
+        ready_timeout: run.ready_timeout,
+        first_sample_timeout: run.first_sample_timeout,
+        drain_timeout: run.drain_timeout,
+        force: false,
+        versions: BTreeMap::from([("greenflow".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
+    }
+}
+
+/// Makes a run on `backend` and prints its outcome; the exit status says how it went.
+pub async fn drive<B: ClusterBackend>(
+    settings: &Settings,
+    backend: &mut B,
+    sink: SinkClient,
+    request: &RunRequest,
+) -> anyhow::Result<u8> {
+    let stop = StopRequests::install(false)?;
+    let reporter = TerminalReporter::default();
+    let mut ctx = RunContext {
+        sink,
+        store: RunStore::new(settings.paths.runs_dir()),
+        reporter: &reporter,
+        interrupts: Interrupts::new(stop.receiver()),
+    };
+    let outcome = lifecycle::run(backend, &mut ctx, request).await;
+    reporter.finish();
+    let record = outcome?;
+    Ok(report(&record))
+}
+
+/// Prints a record's outcome and returns the exit status: the command's when it failed; 1 for a lossy or undrained
+/// run; 2 for a failed one.
+pub fn report(record: &RunRecord) -> u8 {
+    let duration = record.end.map(|end| end - record.start).unwrap_or_default();
+    let drain = record
+        .drain
+        .as_ref()
+        .map(|d| match &d.detail {
+            Some(detail) => format!("drain {:.1}s: {detail}", d.seconds),
+            None => format!("drained in {:.1}s", d.seconds),
+        })
+        .unwrap_or_default();
+    let status =
+        serde_json::to_value(record.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    println!(
+        "run {} {status}: {} series, {} samples in {}; {drain}",
+        record.id,
+        record.series.unwrap_or(0),
+        record.samples.unwrap_or(0),
+        human_duration(duration.try_into().unwrap_or_default()),
+    );
+    if let Some(error) = &record.error {
+        eprintln!("greenflow: {error}");
+    }
+    eprintln!("record: `greenflow runs show {}`", record.id);
+    let command = record.exit_status.filter(|c| *c != 0).map(|c| c.clamp(1, 255) as u8);
+    match record.status {
+        RunStatus::Failed => exit::ERROR,
+        RunStatus::Lossy | RunStatus::NotDrained | RunStatus::Running => command.unwrap_or(exit::UNHEALTHY),
+        RunStatus::Complete => command.unwrap_or(exit::OK),
+    }
+}
+
+/// `greenflow run NAME`.
+pub async fn run(settings: &Settings, args: &RunArgs) -> anyhow::Result<u8> {
+    greenflow_runs::validate_name(&args.name)?;
+    let workload = match (&args.duration, args.command.is_empty()) {
+        (Some(d), true) => Workload::For(*d),
+        (None, false) => Workload::Command(args.command.clone()),
+        (None, true) => Workload::UntilInterrupted,
+        (Some(_), false) => bail!("give either --duration or a command after `--`, not both"),
+    };
+    match choose(settings, args.backend) {
+        BackendChoice::Local => {
+            if running_supervisor(settings).is_none() {
+                bail!("the sink is not running: start it with `greenflow sink up --detach` (or run `greenflow demo`)");
+            }
+            let (sink, write_url) = local_sink(settings)?;
+            let password = sink_password(settings)?;
+            let mut backend = LocalBackend::new(settings, &write_url, &settings.config.sink.username, password);
+            let mut request = request(settings, &args.name, workload, settings.config.local.scrape_interval);
+            request.force = args.force;
+            eprintln!("backend: local (a Prometheus agent on this machine)");
+            drive(settings, &mut backend, sink, &request).await
+        }
+        BackendChoice::Kube => {
+            let sink = public_sink(settings)?;
+            let mut backend = kube_backend(settings).await?;
+            let mut request = request(settings, &args.name, workload, settings.config.cluster.scrape_interval);
+            request.force = args.force;
+            eprintln!("backend: kube (namespace {})", settings.config.cluster.namespace);
+            drive(settings, &mut backend, sink, &request).await
+        }
+    }
+}
+
+/// `greenflow runs recover [ID]`: finishes runs whose greenflow died, or whose drain timed out.
+pub async fn recover(settings: &Settings, args: &RunsRecoverArgs) -> anyhow::Result<u8> {
+    let store = RunStore::new(settings.paths.runs_dir());
+    let host = lifecycle::host_name();
+    let candidates: Vec<RunRecord> = store
+        .list()?
+        .into_iter()
+        .filter(|r| args.id.as_deref().is_none_or(|id| r.id.as_str().starts_with(id)))
+        .filter(|r| needs_recovery(r, &host, args.id.is_some()))
+        .collect();
+    if candidates.is_empty() {
+        println!("nothing to recover: no run is left running by a greenflow that died");
+        return Ok(exit::OK);
+    }
+    let mut worst = exit::OK;
+    for record in candidates {
+        eprintln!("recovering run {} ({}, {})", record.id, record.name, record.backend);
+        let code = match record.backend.as_str() {
+            "kube" => {
+                let sink = public_sink(settings)?;
+                let mut backend = kube_backend(settings).await?;
+                let request = request(
+                    settings,
+                    &record.name,
+                    Workload::For(Duration::ZERO),
+                    settings.config.cluster.scrape_interval,
+                );
+                recover_one(settings, &mut backend, sink, &request, record).await?
+            }
+            _ => {
+                let (sink, write_url) = local_sink(settings)?;
+                let password = sink_password(settings)?;
+                let mut backend = LocalBackend::new(settings, &write_url, &settings.config.sink.username, password);
+                let request = request(
+                    settings,
+                    &record.name,
+                    Workload::For(Duration::ZERO),
+                    settings.config.local.scrape_interval,
+                );
+                recover_one(settings, &mut backend, sink, &request, record).await?
+            }
+        };
+        worst = worst.max(code);
+    }
+    Ok(worst)
+}
+
+async fn recover_one<B: ClusterBackend>(
+    settings: &Settings,
+    backend: &mut B,
+    sink: SinkClient,
+    request: &RunRequest,
+    record: RunRecord,
+) -> anyhow::Result<u8> {
+    let stop = StopRequests::install(false)?;
+    let reporter = TerminalReporter::default();
+    let mut ctx = RunContext {
+        sink,
+        store: RunStore::new(settings.paths.runs_dir()),
+        reporter: &reporter,
+        interrupts: Interrupts::new(stop.receiver()),
+    };
+    let outcome = lifecycle::recover(backend, &mut ctx, request, record).await;
+    reporter.finish();
+    Ok(report(&outcome?))
+}
+
+/// Whether a record describes a run nobody drives: left running on purpose, or `running` with its process gone.
+fn needs_recovery(record: &RunRecord, host: &str, named: bool) -> bool {
+    if record.cluster_left_running {
+        return true;
+    }
+    if record.status != RunStatus::Running {
+        return false;
+    }
+    match &record.process {
+        Some(process) if process.host == host => !process_alive(process.pid),
+        // Another machine drives it (or an old record): only when asked for by id.
+        _ => named,
+    }
+}
+
+/// Whether `pid` is still a greenflow process (a reused pid of another program does not count).
+fn process_alive(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("greenflow"))
+}
+
+/// The kube back-end for these settings (kubeconfig, `cluster.context`); connecting sends nothing yet.
+async fn kube_backend(settings: &Settings) -> anyhow::Result<KubeBackend> {
+    Ok(KubeBackend::new(greenflow_cluster::connect(settings).await?))
+}

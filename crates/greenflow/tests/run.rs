@@ -1,0 +1,231 @@
+//! End-to-end tests of `greenflow run` on the `local` back-end: the whole lifecycle (preflight probe, lock, scale up,
+//! first sample, workload, drain, scale down, record) on the real Prometheus agent, node-exporter, Caddy and
+//! VictoriaMetrics, including sink outages.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Project, Running, assert_no_process_mentions, describe};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// One-second scrapes and batches keep the tests short; the drain timeout bounds a broken test.
+const CONFIG: &str = "local:\n  scrape_interval: 1s\nremote_write:\n  batch_send_deadline: 1s\n  max_backoff: 2s\n\
+                      run:\n  drain_timeout: 3m\n  first_sample_timeout: 60s\n";
+const INTERVAL_MS: i64 = 1000;
+
+fn project() -> Project {
+    let project = Project::with_config(CONFIG);
+    project.sink_up();
+    project
+}
+
+fn millis(value: &Value) -> i64 {
+    let t = OffsetDateTime::parse(value.as_str().unwrap(), &Rfc3339).unwrap();
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Every scrape of the run's window is in the sink: node-exporter's `up` has a sample at least every two scrape
+/// intervals from its first to past the run's end.
+fn assert_no_gaps(project: &Project, run: &Value) {
+    let id = run["id"].as_str().unwrap();
+    let series = project.export(&format!(r#"up{{job="node-exporter",greenflow_run="{id}"}}"#));
+    assert_eq!(series.len(), 1, "{series:?}");
+    let mut stamps: Vec<i64> =
+        series[0]["timestamps"].as_array().unwrap().iter().map(|t| t.as_i64().unwrap()).collect();
+    stamps.sort_unstable();
+    let (start, end) = (millis(&run["start"]), millis(&run["end"]));
+    let first = stamps[0];
+    let last = *stamps.last().unwrap();
+    assert!(first - start < 30_000, "first scrape {}ms after the start", first - start);
+    assert!(last >= end, "newest sample {}ms before the end", end - last);
+    let worst = stamps.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    assert!(worst <= 2 * INTERVAL_MS, "a gap of {worst}ms in {} samples: {stamps:?}", stamps.len());
+}
+
+fn only_run(project: &Project) -> Value {
+    let runs = project.runs();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs[0].clone()
+}
+
+fn local_cluster_dir(project: &Project) -> String {
+    project.state_dir().join("local-cluster").to_string_lossy().into_owned()
+}
+
+fn vm_pid(project: &Project) -> Pid {
+    let state = project.sink_state();
+    let vm = state["components"].as_array().unwrap().iter().find(|c| c["name"] == "victoria-metrics").unwrap();
+    Pid::from_raw(vm["pid"].as_i64().unwrap() as i32)
+}
+
+#[test]
+fn a_normal_run_has_every_scrape_and_its_markers_in_the_sink() {
+    let project = project();
+    let output = project.run(&["run", "normal", "--backend", "local", "--duration", "6s"]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let run = only_run(&project);
+    assert_eq!(run["status"], "complete", "{run}");
+    assert_eq!(run["backend"], "local");
+    assert_eq!(run["drain"]["outcome"], "drained", "{run}");
+    assert_eq!(run["drain"]["samples_failed"], 0);
+    assert!(run["samples"].as_u64().unwrap() > run["series"].as_u64().unwrap(), "{run}");
+    assert!(run["versions"]["prometheus"].is_string() && run["versions"]["greenflow"].is_string(), "{run}");
+    assert!(millis(&run["end"]) - millis(&run["start"]) >= 6_000);
+    assert_no_gaps(&project, &run);
+
+    let id = run["id"].as_str().unwrap();
+    let markers = project.export(&format!(r#"greenflow_run_info{{greenflow_run="{id}"}}"#));
+    let mut phases: Vec<&str> = markers.iter().map(|m| m["metric"]["phase"].as_str().unwrap()).collect();
+    phases.sort_unstable();
+    assert_eq!(phases, ["end", "start"], "{markers:?}");
+    assert!(markers.iter().all(|m| m["metric"]["greenflow_experiment"] == "normal"));
+    assert_no_process_mentions(&local_cluster_dir(&project), Duration::from_secs(5));
+}
+
+#[test]
+fn a_sink_that_hangs_for_30s_mid_run_loses_nothing() {
+    let project = project();
+    let mut run = project.start(&["run", "hang", "--backend", "local", "--duration", "36s"]);
+    run.wait_for("first sample in the sink", Duration::from_secs(60));
+    let vm = vm_pid(&project);
+    kill(vm, Signal::SIGSTOP).unwrap();
+    std::thread::sleep(Duration::from_secs(30));
+    kill(vm, Signal::SIGCONT).unwrap();
+    let (status, stderr) = run.wait_exit(Duration::from_secs(180));
+    assert!(status.success(), "{status}\n{stderr}");
+    let run = only_run(&project);
+    assert_eq!(run["status"], "complete", "{run}\n{stderr}");
+    assert_no_gaps(&project, &run);
+}
+
+#[test]
+fn a_sink_down_at_the_end_is_waited_for_then_drained() {
+    let project = project();
+    let mut run = project.start(&["run", "outage", "--backend", "local", "--duration", "8s"]);
+    run.wait_for("first sample in the sink", Duration::from_secs(60));
+    let down = project.run(&["sink", "down"]);
+    assert!(down.status.success(), "{}", describe(&down));
+    run.wait_for("the sink does not answer", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(run.child.try_wait().unwrap().is_none(), "gave up while the sink was down:\n{}", run.stderr());
+    project.sink_up();
+    let (status, stderr) = run.wait_exit(Duration::from_secs(180));
+    assert!(status.success(), "{status}\n{stderr}");
+    let run = only_run(&project);
+    assert_eq!(run["status"], "complete", "{run}\n{stderr}");
+    assert!(run["drain"]["seconds"].as_f64().unwrap() >= 5.0, "{run}");
+    assert_no_gaps(&project, &run);
+}
+
+#[test]
+fn a_wrong_password_is_refused_before_anything_starts() {
+    // The sink runs with its generated password; the run brings another.
+    let project = project();
+    let output = project
+        .cmd(&["run", "refused", "--backend", "local", "--duration", "5s"])
+        .env("GREENFLOW_SINK_PASSWORD", "a-wrong-password")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("401") && stderr.contains("GREENFLOW_SINK_PASSWORD"), "{stderr}");
+    assert!(!stderr.contains("a-wrong-password"), "{stderr}");
+    assert!(project.runs().is_empty(), "a refused run left a record");
+    assert!(common::pids_mentioning(&local_cluster_dir(&project)).is_empty(), "the stand-in cluster started");
+}
+
+#[test]
+fn ctrl_c_ends_the_run_drains_and_records_it() {
+    let project = project();
+    let mut run = project.start(&["run", "interrupted", "--backend", "local"]);
+    run.wait_for("first sample in the sink", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, stderr) = run.signal_and_wait(Signal::SIGINT, Duration::from_secs(120));
+    assert!(status.success(), "{status}\n{stderr}");
+    assert!(stderr.contains("draining"), "{stderr}");
+    let run = only_run(&project);
+    assert_eq!(run["status"], "complete", "{run}");
+    assert_no_gaps(&project, &run);
+    assert_no_process_mentions(&local_cluster_dir(&project), Duration::from_secs(5));
+}
+
+#[test]
+fn a_second_ctrl_c_skips_the_drain_and_says_so() {
+    let project = project();
+    let mut run = project.start(&["run", "impatient", "--backend", "local"]);
+    run.wait_for("first sample in the sink", Duration::from_secs(60));
+    let vm = vm_pid(&project);
+    kill(vm, Signal::SIGSTOP).unwrap();
+    kill(Pid::from_raw(run.child.id() as i32), Signal::SIGINT).unwrap();
+    run.wait_for("draining", Duration::from_secs(60));
+    let (status, stderr) = run.signal_and_wait(Signal::SIGINT, Duration::from_secs(60));
+    kill(vm, Signal::SIGCONT).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let run = only_run(&project);
+    assert_eq!(run["status"], "not-drained", "{run}");
+    assert_eq!(run["drain"]["outcome"], "skipped", "{run}");
+    assert_no_process_mentions(&local_cluster_dir(&project), Duration::from_secs(5));
+}
+
+#[test]
+fn a_second_concurrent_run_is_refused_naming_the_first() {
+    let project = project();
+    let mut first = project.start(&["run", "first", "--backend", "local"]);
+    first.wait_for("first sample in the sink", Duration::from_secs(60));
+    let second = project.run(&["run", "second", "--backend", "local", "--duration", "1s"]);
+    assert_eq!(second.status.code(), Some(2), "{}", describe(&second));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    let id = project.runs()[0]["id"].as_str().unwrap().to_owned();
+    assert!(stderr.contains("another run holds the experiment lock") && stderr.contains(&id), "{stderr}");
+    let (status, stderr) = first.signal_and_wait(Signal::SIGINT, Duration::from_secs(120));
+    assert!(status.success(), "{stderr}");
+    assert_eq!(only_run(&project)["status"], "complete");
+}
+
+#[test]
+fn a_command_run_passes_its_exit_status_and_sees_the_run_id() {
+    let project = project();
+    let output = project.run(&[
+        "run",
+        "scripted",
+        "--backend",
+        "local",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$GREENFLOW_RUN $GREENFLOW_EXPERIMENT\" > seen; sleep 2; exit 3",
+    ]);
+    assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
+    let run = only_run(&project);
+    assert_eq!(run["exit_status"], 3, "{run}");
+    assert_eq!(run["command"][0], "sh");
+    assert_eq!(run["status"], "complete", "{run}");
+    let seen = std::fs::read_to_string(project.path().join("seen")).unwrap();
+    assert_eq!(seen.trim(), format!("{} scripted", run["id"].as_str().unwrap()));
+}
+
+#[test]
+fn recover_finishes_a_run_whose_greenflow_was_killed() {
+    let project = project();
+    let mut run: Running = project.start(&["run", "orphan", "--backend", "local"]);
+    run.wait_for("first sample in the sink", Duration::from_secs(60));
+    let (_status, _) = run.signal_and_wait(Signal::SIGKILL, Duration::from_secs(10));
+    assert_no_process_mentions(&local_cluster_dir(&project), Duration::from_secs(10));
+    assert_eq!(only_run(&project)["status"], "running");
+
+    let output = project.run(&["runs", "recover"]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let run = only_run(&project);
+    assert_eq!(run["status"], "not-drained", "{run}");
+    assert!(run["end"].is_string(), "{run}");
+    let again = project.run(&["runs", "recover"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"), "{}", describe(&again));
+    // The lock is free again.
+    let next = project.run(&["run", "next", "--backend", "local", "--duration", "1s"]);
+    assert!(next.status.success(), "{}", describe(&next));
+}
