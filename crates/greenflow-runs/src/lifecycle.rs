@@ -431,9 +431,11 @@ impl<B: ClusterBackend> ActiveRun<'_, '_, '_, B> {
                 Ok(Err(e)) => last_error = Some(e.to_string()),
                 Err(e) => last_error = Some(e),
             }
+            // Every batch refused and none sent (a 401): say so now rather than at the timeout.
             if let Ok(q) = self.queue_metrics().await
                 && let Some(base) = self.record.queue_at_start
                 && q.samples_failed > base.samples_failed
+                && q.highest_sent_timestamp <= base.highest_sent_timestamp
             {
                 return Err(format!(
                     "the sink refuses Prometheus' writes ({} samples failed): check that the password Prometheus \

@@ -1,0 +1,341 @@
+//! The whole run lifecycle on the `kube` back-end: a real `kube::Client` talking to greenflow-cluster's fake API
+//! server (kube-rs's `tower_test` mock pattern), and a real VictoriaMetrics as the sink. A small task plays the
+//! cluster's Prometheus: while the fake Prometheus resource has a replica it writes samples carrying the resource's
+//! external labels into VictoriaMetrics, and the service-proxy `/metrics` reports its queue.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use greenflow_cluster::testing::{FakeApiServer, Operator};
+use greenflow_runs::lifecycle::{self, RunContext};
+use greenflow_runs::{
+    DrainOutcome, Interrupts, KubeBackend, Reporter, RunError, RunRecord, RunRequest, RunStatus, RunStore, Workload,
+};
+use greenflow_sink::{ImportSeries, SinkClient};
+use serde_json::Value;
+
+/// A VictoriaMetrics on a free loopback port, killed on drop.
+struct Vm {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Vm {
+    async fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("victoria-metrics")
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg(format!("-storageDataPath={}", dir.path().display()))
+            .arg("-retentionPeriod=100y")
+            // As greenflow's sink runs it (sink.victoria_metrics.search_latency_offset); the default hides 30 s.
+            .arg("-search.latencyOffset=1s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("victoria-metrics (Debian package victoria-metrics; scripts/install-deps installs it)");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = SinkClient::new(base.clone(), None);
+        while client.health().await.is_err() {
+            assert!(Instant::now() < deadline, "VictoriaMetrics did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self { child, base, _dir: dir }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Default)]
+struct Lines(Mutex<Vec<String>>);
+
+impl Reporter for Lines {
+    fn phase(&self, message: &str) {
+        self.0.lock().unwrap().push(message.to_owned());
+    }
+    fn update(&self, message: &str) {
+        self.0.lock().unwrap().push(message.to_owned());
+    }
+    fn note(&self, message: &str) {
+        self.0.lock().unwrap().push(message.to_owned());
+    }
+}
+
+/// Which generation of Prometheus' remote-write metrics the simulated Prometheus prints.
+#[derive(Clone, Copy)]
+enum Generation {
+    /// >= 3.7: per-queue `prometheus_remote_storage_queue_highest_timestamp_seconds`.
+    PerQueue,
+    /// Older: global `prometheus_remote_storage_highest_timestamp_in_seconds`.
+    Global,
+}
+
+/// The simulated cluster Prometheus' queue: newest sample sent (ms) and failed samples.
+#[derive(Default)]
+struct Queue {
+    sent_ms: AtomicU64,
+    failed: AtomicU64,
+}
+
+fn metrics_text(queue: &Queue, generation: Generation) -> String {
+    let sent = queue.sent_ms.load(Ordering::SeqCst) as f64 / 1000.0;
+    let failed = queue.failed.load(Ordering::SeqCst);
+    let labels = r#"{remote_name="greenflow-sink",url="https://laptop.tail1234.ts.net/vm/api/v1/write"}"#;
+    let highest = match generation {
+        Generation::PerQueue => format!("prometheus_remote_storage_queue_highest_timestamp_seconds{labels} {sent}\n"),
+        Generation::Global => format!("prometheus_remote_storage_highest_timestamp_in_seconds {sent}\n"),
+    };
+    format!(
+        "{highest}prometheus_remote_storage_queue_highest_sent_timestamp_seconds{labels} {sent}\n\
+         prometheus_remote_storage_samples_pending{labels} 0\n\
+         prometheus_remote_storage_samples_failed_total{labels} {failed}\n\
+         prometheus_remote_storage_samples_dropped_total{labels} 0\n"
+    )
+}
+
+/// Plays the cluster's Prometheus: while the resource has a replica, writes `node_load1` with its external labels.
+fn simulate_prometheus(fake: FakeApiServer, sink: SinkClient, queue: Arc<Queue>, fail_after_start: u64) {
+    tokio::spawn(async move {
+        let mut failed_once = false;
+        loop {
+            let prometheus = fake.prometheus().unwrap_or_default();
+            if prometheus["spec"]["replicas"] == 1 {
+                let mut metric: BTreeMap<String, String> = prometheus["spec"]["externalLabels"]
+                    .as_object()
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+                    .unwrap_or_default();
+                metric.insert("__name__".into(), "node_load1".into());
+                let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+                let series = ImportSeries { metric, values: vec![0.5], timestamps: vec![now_ms] };
+                if sink.import(&[series]).await.is_ok() {
+                    queue.sent_ms.store(now_ms as u64, Ordering::SeqCst);
+                }
+                if fail_after_start > 0 && !failed_once {
+                    failed_once = true;
+                    queue.failed.fetch_add(fail_after_start, Ordering::SeqCst);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+fn request(workload: Workload) -> RunRequest {
+    RunRequest {
+        name: "kafka-vs-redpanda".into(),
+        workload,
+        scrape_interval: Duration::from_millis(100),
+        ready_timeout: Duration::from_secs(5),
+        first_sample_timeout: Duration::from_secs(20),
+        drain_timeout: Duration::from_secs(20),
+        force: false,
+        live_counts: true,
+        versions: BTreeMap::from([("greenflow".into(), "test".into())]),
+    }
+}
+
+struct Setup {
+    vm: Vm,
+    fake: FakeApiServer,
+    queue: Arc<Queue>,
+    runs: tempfile::TempDir,
+    lines: Lines,
+}
+
+impl Setup {
+    async fn new(fake: FakeApiServer, generation: Generation, fail_after_start: u64) -> Self {
+        let vm = Vm::start().await;
+        let queue = Arc::new(Queue::default());
+        let q = Arc::clone(&queue);
+        let fake = fake.with_metrics(move || metrics_text(&q, generation));
+        simulate_prometheus(fake.clone(), SinkClient::new(vm.base.clone(), None), Arc::clone(&queue), fail_after_start);
+        Self { vm, fake, queue, runs: tempfile::tempdir().unwrap(), lines: Lines::default() }
+    }
+
+    async fn run(&self, request: &RunRequest) -> Result<RunRecord, RunError> {
+        let mut backend = KubeBackend::new(self.fake.cluster());
+        let (_tx, interrupts) = Interrupts::manual();
+        let mut ctx = RunContext {
+            sink: SinkClient::new(self.vm.base.clone(), None),
+            store: RunStore::new(self.runs.path()),
+            reporter: &self.lines,
+            interrupts,
+        };
+        lifecycle::run(&mut backend, &mut ctx, request).await
+    }
+
+    fn stored(&self) -> Vec<RunRecord> {
+        RunStore::new(self.runs.path()).list().unwrap()
+    }
+
+    fn methods(&self) -> Vec<String> {
+        self.fake
+            .writes()
+            .iter()
+            .map(|w| format!("{} {}", w.method, w.path.rsplit('/').next().unwrap_or_default()))
+            .collect()
+    }
+}
+
+fn prometheus_is_scaled_down(fake: &FakeApiServer) {
+    let prometheus = fake.prometheus().unwrap();
+    assert_eq!(prometheus["spec"]["replicas"], 0, "{prometheus}");
+    let labels = prometheus["spec"]["externalLabels"].as_object().unwrap();
+    assert!(!labels.contains_key("greenflow_run") && labels.contains_key("greenflow_deployment"), "{labels:?}");
+}
+
+async fn query(vm: &Vm, promql: &str) -> Vec<Value> {
+    let sink = SinkClient::new(vm.base.clone(), None);
+    sink.force_flush().await.unwrap();
+    sink.query(promql).await.unwrap().into_iter().map(|s| serde_json::to_value(s.metric).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_happy_path() {
+    let setup = Setup::new(FakeApiServer::new("monitoring", "greenflow"), Generation::PerQueue, 0).await;
+    let record = setup.run(&request(Workload::For(Duration::from_secs(2)))).await.unwrap();
+
+    assert_eq!(record.status, RunStatus::Complete, "{record:?}\n{:?}", setup.lines.0.lock().unwrap());
+    assert_eq!(record.backend, "kube");
+    let drain = record.drain.as_ref().unwrap();
+    assert_eq!(drain.outcome, DrainOutcome::Drained);
+    assert!(drain.sink_behind_seconds.unwrap() <= 0.0, "the sink holds a sample at or after the end: {drain:?}");
+    assert!(record.samples.unwrap() >= 10, "{record:?}");
+    assert_eq!(record.versions["prometheus"], "v3.7.1");
+    assert_eq!(record.versions["kubernetes"], "v1.33.1");
+    assert_eq!(setup.stored(), vec![record.clone()], "the saved record is the returned one");
+
+    // Lease taken, resource patched up, (renewals,) patched down, lease released: in that order.
+    let writes = setup.methods();
+    assert_eq!(writes.first().map(String::as_str), Some("POST leases"), "{writes:?}");
+    let patches: Vec<usize> =
+        writes.iter().enumerate().filter(|(_, w)| w.starts_with("PATCH")).map(|(i, _)| i).collect();
+    assert_eq!(patches.len(), 2, "{writes:?}");
+    assert_eq!(writes.last().map(String::as_str), Some("DELETE greenflow-experiment"), "{writes:?}");
+    let up = &setup.fake.writes()[patches[0]];
+    assert_eq!(up.content_type.as_deref(), Some("application/merge-patch+json"));
+    assert_eq!(up.json()["spec"]["replicas"], 1);
+    assert_eq!(up.json()["spec"]["externalLabels"]["greenflow_run"], record.id.as_str());
+    assert_eq!(up.json()["spec"]["externalLabels"]["greenflow_experiment"], "kafka-vs-redpanda");
+    prometheus_is_scaled_down(&setup.fake);
+    assert!(setup.fake.lease().is_none());
+
+    let markers = query(&setup.vm, &format!(r#"greenflow_run_info{{greenflow_run="{}"}}"#, record.id)).await;
+    let mut phases: Vec<&str> = markers.iter().map(|m| m["phase"].as_str().unwrap()).collect();
+    phases.sort_unstable();
+    assert_eq!(phases, ["end", "start"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_prometheus_metric_names_drain_too() {
+    let setup = Setup::new(FakeApiServer::new("monitoring", "greenflow"), Generation::Global, 0).await;
+    let record = setup.run(&request(Workload::For(Duration::from_secs(1)))).await.unwrap();
+    assert_eq!(record.status, RunStatus::Complete, "{record:?}");
+    assert_eq!(record.drain.unwrap().outcome, DrainOutcome::Drained);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_samples_make_the_run_lossy() {
+    let setup = Setup::new(FakeApiServer::new("monitoring", "greenflow"), Generation::PerQueue, 7).await;
+    let record = setup.run(&request(Workload::For(Duration::from_secs(1)))).await.unwrap();
+    assert_eq!(record.status, RunStatus::Lossy, "{record:?}");
+    let drain = record.drain.unwrap();
+    assert_eq!((drain.outcome, drain.samples_failed), (DrainOutcome::Lossy, 7));
+    assert!(drain.detail.unwrap().contains("7 samples failed"));
+    prometheus_is_scaled_down(&setup.fake);
+    assert!(setup.fake.lease().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn available_never_reached_times_out_and_scales_back_down() {
+    let fake = FakeApiServer::new("monitoring", "greenflow").with_operator(Operator::NeverAvailable);
+    let setup = Setup::new(fake, Generation::PerQueue, 0).await;
+    let mut request = request(Workload::For(Duration::from_secs(1)));
+    request.ready_timeout = Duration::from_millis(500);
+    let record = setup.run(&request).await.unwrap();
+    assert_eq!(record.status, RunStatus::Failed, "{record:?}");
+    let error = record.error.unwrap();
+    assert!(error.contains("did not become ready") && error.contains("Available=False"), "{error}");
+    prometheus_is_scaled_down(&setup.fake);
+    assert!(setup.fake.lease().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_prometheus_resource_is_a_clear_error_and_nothing_changes() {
+    let setup =
+        Setup::new(FakeApiServer::new("monitoring", "greenflow").without_prometheus(), Generation::PerQueue, 0).await;
+    let err = setup.run(&request(Workload::For(Duration::from_secs(1)))).await.unwrap_err().to_string();
+    assert!(err.contains("greenflow cluster install"), "{err}");
+    assert!(setup.fake.writes().is_empty(), "{:?}", setup.methods());
+    assert!(setup.stored().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_by_another_run_refuses_the_run() {
+    let fake = FakeApiServer::new("monitoring", "greenflow").with_lease(
+        "greenflow-experiment",
+        "20261125T100000Z-beef@lab-server",
+        Duration::from_secs(10),
+        60,
+    );
+    let setup = Setup::new(fake, Generation::PerQueue, 0).await;
+    let err = setup.run(&request(Workload::For(Duration::from_secs(1)))).await.unwrap_err().to_string();
+    assert!(err.contains("20261125T100000Z-beef@lab-server") && err.contains("runs recover"), "{err}");
+    assert!(setup.fake.writes().iter().all(|w| w.method != "PATCH"), "{:?}", setup.methods());
+    assert_eq!(setup.fake.lease().unwrap()["spec"]["holderIdentity"], "20261125T100000Z-beef@lab-server");
+    assert!(setup.stored().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lock_is_taken_over() {
+    let fake = FakeApiServer::new("monitoring", "greenflow").with_lease(
+        "greenflow-experiment",
+        "20261125T100000Z-dead@crashed",
+        Duration::from_secs(120),
+        60,
+    );
+    let setup = Setup::new(fake, Generation::PerQueue, 0).await;
+    let record = setup.run(&request(Workload::For(Duration::from_secs(1)))).await.unwrap();
+    assert_eq!(record.status, RunStatus::Complete, "{record:?}");
+    assert!(setup.methods().iter().any(|w| w == "PUT greenflow-experiment"), "{:?}", setup.methods());
+    assert!(setup.fake.lease().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_drains_and_scales_down_a_run_left_running() {
+    let setup = Setup::new(FakeApiServer::new("monitoring", "greenflow"), Generation::PerQueue, 0).await;
+    let record = setup.run(&request(Workload::For(Duration::from_secs(1)))).await.unwrap();
+    // Replay the state a killed greenflow leaves: the resource still up with the run's labels, a running record.
+    let mut backend = KubeBackend::new(setup.fake.cluster());
+    use greenflow_runs::ClusterBackend;
+    backend.scale_up(&record.labels, Duration::from_secs(5), &|_| {}).await.unwrap();
+    let mut orphan = record.clone();
+    orphan.status = RunStatus::Running;
+    orphan.end = None;
+    orphan.drain = None;
+    let (_tx, interrupts) = Interrupts::manual();
+    let mut ctx = RunContext {
+        sink: SinkClient::new(setup.vm.base.clone(), None),
+        store: RunStore::new(setup.runs.path()),
+        reporter: &setup.lines,
+        interrupts,
+    };
+    let mut fresh = KubeBackend::new(setup.fake.cluster());
+    let recovered =
+        lifecycle::recover(&mut fresh, &mut ctx, &request(Workload::For(Duration::ZERO)), orphan).await.unwrap();
+    assert_eq!(recovered.status, RunStatus::Complete, "{recovered:?}");
+    prometheus_is_scaled_down(&setup.fake);
+    assert!(setup.fake.lease().is_none());
+    let _ = setup.queue.sent_ms.load(Ordering::SeqCst);
+}
