@@ -94,6 +94,24 @@ pub enum BenchCommand {
     /// Sink start to healthy (vs bare VictoriaMetrics) and a new run's first visible sample (vs writing straight
     /// into VictoriaMetrics); medians.
     Startup(BenchStartupArgs),
+    /// Freshness (age of the newest sample visible in the sink during a run) and drain time (run end to drained),
+    /// through Caddy with auth vs straight into VictoriaMetrics; whole `greenflow run` lifecycles on the local
+    /// back-end; medians.
+    Drain(BenchDrainArgs),
+}
+
+/// `greenflow bench drain`.
+#[derive(Debug, Args)]
+pub struct BenchDrainArgs {
+    /// How many runs per path.
+    #[arg(long, default_value_t = 3)]
+    pub runs: u32,
+    /// How long each run lasts.
+    #[arg(long, default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
+    pub duration: Duration,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `greenflow bench startup`.
@@ -144,6 +162,31 @@ pub enum SinkCommand {
     /// Write the Caddyfile and Grafana's files for a service manager (the Nix modules), without secrets: Caddy
     /// reads the password hash from GREENFLOW_SINK_PASSWORD_HASH.
     Render(SinkRenderArgs),
+    /// Print a prometheus.yml for a Prometheus outside Kubernetes that writes into this sink: it scrapes itself and
+    /// remote-writes with basic auth (the password read from --password-file), the queue settings of
+    /// greenflow.yaml and the --label pairs as external labels. Run it with `prometheus --enable-feature=agent`.
+    PrometheusConfig(SinkPrometheusConfigArgs),
+}
+
+/// `greenflow sink prometheus-config`.
+#[derive(Debug, Args)]
+pub struct SinkPrometheusConfigArgs {
+    /// The file Prometheus reads the sink password from (`basic_auth.password_file`); only its path is printed.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: PathBuf,
+
+    /// An external label on every sample sent, e.g. `--label greenflow_run=ID` (repeatable).
+    #[arg(long = "label", value_name = "NAME=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+
+    /// Write to the public address (sink.public_host, NODENAME + TAILSCALE_DOMAIN, EXPERIMENT_STORAGE_URL) instead
+    /// of the loopback site.
+    #[arg(long)]
+    pub public: bool,
+
+    /// The address Prometheus scrapes itself at (its --web.listen-address).
+    #[arg(long, default_value = "localhost:9090", value_name = "HOST:PORT")]
+    pub self_target: String,
 }
 
 /// `greenflow sink render`.
@@ -304,6 +347,18 @@ pub struct RunsShowArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once('=').ok_or("use NAME=VALUE")?;
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("__");
+    if !valid {
+        return Err(format!("{name:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, no leading __)"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -1,5 +1,6 @@
 //! `greenflow bench startup`: how long the sink takes to report healthy and how long a new run's first sample takes
-//! to become visible, each against a baseline measured in the same run on the same binaries.
+//! to become visible; `greenflow bench drain`: freshness during a run and drain time after it. Each figure comes with
+//! a baseline measured in the same run on the same binaries.
 //!
 //! Everything runs in a temporary directory on free loopback ports; the user's sink and data are not touched.
 
@@ -12,7 +13,7 @@ use greenflow_sink::{Program, RunningSink, SinkClient, promql_string, sink_passw
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::cli::BenchStartupArgs;
+use crate::cli::{BenchDrainArgs, BenchStartupArgs};
 use crate::exit;
 
 fn free_port() -> anyhow::Result<u16> {
@@ -200,6 +201,159 @@ pub async fn startup(settings: &Settings, args: &BenchStartupArgs) -> anyhow::Re
             direct.as_secs_f64()
         );
         println!("  demo start to first sample    {:>7.2}s  (sink healthy + first sample)", total.as_secs_f64());
+    }
+    Ok(exit::OK)
+}
+
+/// A reporter that keeps quiet: the benchmark prints its own lines.
+struct Quiet;
+
+impl greenflow_runs::Reporter for Quiet {
+    fn phase(&self, _: &str) {}
+    fn update(&self, _: &str) {}
+    fn note(&self, _: &str) {}
+}
+
+/// One whole run on the local back-end writing to `write_url`, read through `client`: the drain time from the
+/// record, and the ages of the newest visible sample polled every 250 ms during the run.
+async fn measured_run(
+    settings: &Settings,
+    write_url: &str,
+    client: &SinkClient,
+    password: &greenflow_config::Secret,
+    duration: Duration,
+) -> anyhow::Result<(Duration, Vec<Duration>)> {
+    use greenflow_runs::lifecycle::{self, RunContext};
+    use greenflow_runs::{DrainOutcome, Interrupts, LocalBackend, RunStore, Workload};
+
+    let name = format!("bench-{:08x}", rand_suffix());
+    let mut backend = LocalBackend::new(settings, write_url, &settings.config.sink.username, password.clone());
+    let request =
+        crate::commands::run::request(settings, &name, Workload::For(duration), settings.config.local.scrape_interval);
+    let (_stop, interrupts) = Interrupts::manual();
+    let mut ctx = RunContext {
+        sink: client.clone(),
+        store: RunStore::new(settings.paths.runs_dir()),
+        reporter: &Quiet,
+        interrupts,
+    };
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let done = std::sync::Arc::clone(&done);
+        let client = client.clone();
+        let query = format!("max(tlast_over_time({{greenflow_experiment={}}}[1m]))", promql_string(&name));
+        tokio::spawn(async move {
+            let mut ages = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(Some(newest)) = client.query_value(&query).await {
+                    let now = OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;
+                    ages.push(Duration::from_secs_f64((now - newest).max(0.0)));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            ages
+        })
+    };
+    let record = lifecycle::run(&mut backend, &mut ctx, &request).await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let ages = poller.await.unwrap_or_default();
+    let record = record?;
+    let drain = record.drain.context("the run has no drain result")?;
+    if drain.outcome != DrainOutcome::Drained {
+        bail!("run {} did not drain: {}", record.id, drain.detail.unwrap_or_default());
+    }
+    Ok((Duration::from_secs_f64(drain.seconds), ages))
+}
+
+fn rand_suffix() -> u32 {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+/// Runs the freshness and drain benchmark.
+pub async fn drain(settings: &Settings, args: &BenchDrainArgs) -> anyhow::Result<u8> {
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let scratch = scratch_settings(dir.path(), settings)?;
+    let sink = RunningSink::start(&scratch, false).await?;
+    if let Err(err) = sink.wait_healthy(Duration::from_secs(60), |_| {}).await {
+        sink.stop().await;
+        return Err(err.into());
+    }
+    let outcome = async {
+        let password = sink_password(&scratch)?;
+        let urls = sink.prepared().urls.clone();
+        let vm_url = format!("http://127.0.0.1:{}", scratch.config.sink.victoria_metrics.port);
+        let direct_client = SinkClient::new(vm_url.clone(), None);
+        let sink_client =
+            SinkClient::new(urls.query_url.clone(), Some((scratch.config.sink.username.clone(), password.clone())));
+        let (mut drain_direct, mut drain_sink, mut fresh_direct, mut fresh_sink) = (vec![], vec![], vec![], vec![]);
+        for run in 1..=args.runs {
+            let (d, mut ages) =
+                measured_run(&scratch, &format!("{vm_url}/api/v1/write"), &direct_client, &password, args.duration).await?;
+            drain_direct.push(d);
+            let fd = median(&mut ages);
+            fresh_direct.push(fd);
+            let (s, mut ages) =
+                measured_run(&scratch, &urls.remote_write_url, &sink_client, &password, args.duration).await?;
+            drain_sink.push(s);
+            let fs = median(&mut ages);
+            fresh_sink.push(fs);
+            eprintln!(
+                "run {run}/{}: drain direct {:.2}s, through the sink {:.2}s; freshness direct {:.2}s, through the sink {:.2}s",
+                args.runs,
+                d.as_secs_f64(),
+                s.as_secs_f64(),
+                fd.as_secs_f64(),
+                fs.as_secs_f64()
+            );
+        }
+        anyhow::Ok((median(&mut drain_direct), median(&mut drain_sink), median(&mut fresh_direct), median(&mut fresh_sink)))
+    }
+    .await;
+    sink.stop().await;
+    let (drain_direct, drain_sink, fresh_direct, fresh_sink) = outcome?;
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+    let deadline = settings.config.remote_write.batch_send_deadline;
+    if args.json {
+        let value = json!({
+            "runs": args.runs,
+            "run_seconds": args.duration.as_secs_f64(),
+            "scrape_interval_seconds": settings.config.local.scrape_interval.as_secs_f64(),
+            "batch_send_deadline_seconds": deadline.as_secs_f64(),
+            "median_seconds": {
+                "freshness_direct": fresh_direct.as_secs_f64(),
+                "freshness_through_sink": fresh_sink.as_secs_f64(),
+                "drain_direct": drain_direct.as_secs_f64(),
+                "drain_through_sink": drain_sink.as_secs_f64(),
+            },
+            "ratios": {
+                "freshness_through_sink_vs_direct": ratio(fresh_sink, fresh_direct),
+                "drain_through_sink_vs_direct": ratio(drain_sink, drain_direct),
+                "drain_through_sink_vs_batch_send_deadline": ratio(drain_sink, deadline),
+            },
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!("medians of {} runs of {} each", args.runs, humantime::format_duration(args.duration));
+        println!(
+            "  freshness (newest visible sample's age)  {:>6.2}s  ({:.2}x straight into VictoriaMetrics: {:.2}s)",
+            fresh_sink.as_secs_f64(),
+            ratio(fresh_sink, fresh_direct),
+            fresh_direct.as_secs_f64()
+        );
+        println!(
+            "  drain (run end to drained)               {:>6.2}s  ({:.2}x straight into VictoriaMetrics: {:.2}s; \
+             {:.2}x the batch deadline {:.0}s)",
+            drain_sink.as_secs_f64(),
+            ratio(drain_sink, drain_direct),
+            drain_direct.as_secs_f64(),
+            ratio(drain_sink, deadline),
+            deadline.as_secs_f64()
+        );
     }
     Ok(exit::OK)
 }

@@ -4,6 +4,7 @@ mod bench;
 mod cluster;
 mod config;
 mod demo;
+mod prometheus_config;
 mod init;
 mod render;
 mod run;
@@ -29,6 +30,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Sink(SinkCommand::Status(args)) => sink::status(&settings, &args).await,
         Command::Sink(SinkCommand::Url(args)) => sink::url(&settings, &args),
         Command::Sink(SinkCommand::Render(args)) => render::run(&settings, &args),
+        Command::Sink(SinkCommand::PrometheusConfig(args)) => prometheus_config::run(&settings, &args),
         Command::Demo(args) => demo::run(&settings, &args).await,
         Command::Values => {
             print!("{}", greenflow_cluster::helm_values(&settings)?);
@@ -40,6 +42,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Runs(RunsCommand::Recover(args)) => run::recover(&settings, &args).await,
         Command::Run(args) => run::run(&settings, &args).await,
         Command::Bench(BenchCommand::Startup(args)) => bench::startup(&settings, &args).await,
+        Command::Bench(BenchCommand::Drain(args)) => bench::drain(&settings, &args).await,
     }
 }
 
