@@ -20,6 +20,32 @@ use crate::{EXPERIMENT_LABEL, RUN_LABEL};
 /// stopping never hangs for a minute (Prometheus' default).
 const FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 
+/// The configuration of a Prometheus that writes into the sink, as greenflow renders it everywhere (the local
+/// stand-in cluster, `greenflow sink prometheus-config`): `scrape_jobs` every `local.scrape_interval`, every sample
+/// sent with `labels` as external labels to `remote_write_url` with basic auth (the password read from
+/// `password_file`) and the `remote_write` queue settings.
+pub fn sink_agent_input(
+    settings: &Settings,
+    labels: &BTreeMap<String, String>,
+    scrape_jobs: Vec<ScrapeJob>,
+    remote_write_url: &str,
+    username: &str,
+    password_file: &str,
+) -> AgentConfigInput {
+    AgentConfigInput {
+        scrape_interval: settings.config.local.scrape_interval,
+        external_labels: labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        scrape_jobs,
+        remote_write: vec![RemoteWriteTarget {
+            name: "greenflow-sink".into(),
+            url: remote_write_url.to_owned(),
+            username: username.to_owned(),
+            password_file: password_file.to_owned(),
+        }],
+        queue: QueueConfig::from(&settings.config.remote_write),
+    }
+}
+
 /// A local cluster with its files written, ready to start.
 #[derive(Debug, Clone)]
 pub struct LocalClusterPlan {
@@ -98,22 +124,17 @@ impl LocalCluster {
         let labels = labels.clone();
         let prometheus_listen = format!("127.0.0.1:{prometheus_port}");
         let node_exporter_listen = format!("127.0.0.1:{node_exporter_port}");
-        let rw = &settings.config.remote_write;
-        let config = render_agent_config(&AgentConfigInput {
-            scrape_interval: local.scrape_interval,
-            external_labels: labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            scrape_jobs: vec![
+        let config = render_agent_config(&sink_agent_input(
+            settings,
+            &labels,
+            vec![
                 ScrapeJob { name: "node-exporter".into(), target: node_exporter_listen.clone() },
                 ScrapeJob { name: "prometheus".into(), target: prometheus_listen.clone() },
             ],
-            remote_write: vec![RemoteWriteTarget {
-                name: "greenflow-sink".into(),
-                url: remote_write_url.to_owned(),
-                username: username.to_owned(),
-                password_file: password_file.to_string_lossy().into_owned(),
-            }],
-            queue: QueueConfig::from(rw),
-        })?;
+            remote_write_url,
+            username,
+            &password_file.to_string_lossy(),
+        ))?;
         let prometheus_config = dir.join("prometheus.yml");
         write_public(&prometheus_config, &config)?;
 
