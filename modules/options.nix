@@ -1,0 +1,112 @@
+# The options the NixOS and home-manager modules share: the sink as `greenflow sink up` runs it. Ports and paths
+# default to greenflow's own defaults, so the CLI finds a sink these modules run.
+{ lib }:
+let
+  inherit (lib) mkOption mkEnableOption types;
+in
+{
+  enable = mkEnableOption "the greenflow sink (VictoriaMetrics, Caddy and Grafana)";
+
+  package = mkOption {
+    type = types.package;
+    defaultText = lib.literalExpression "greenflow.packages.\${system}.greenflow";
+    description = ''
+      The greenflow package; it renders the Caddyfile and Grafana's provisioning at build time. The flake's
+      module sets it to the flake's own package for the host's system.
+    '';
+  };
+
+  publicHost = mkOption {
+    type = types.nullOr types.str;
+    default = null;
+    example = "laptop.tail1234.ts.net";
+    description = ''
+      The name (a tailnet name) or https URL the cluster reaches this machine at (`sink.public_host`). Caddy serves
+      a TLS site for it; a `*.ts.net` certificate comes from tailscaled.
+    '';
+  };
+
+  retention = mkOption {
+    type = types.str;
+    default = "100y";
+    description = "VictoriaMetrics retention (`sink.retention`): a whole number with h, d, w or y.";
+  };
+
+  username = mkOption {
+    type = types.str;
+    default = "greenflow";
+    description = "User name for remote write and queries (`sink.username`).";
+  };
+
+  passwordFile = mkOption {
+    type = types.nullOr types.str;
+    default = null;
+    example = "/run/secrets/greenflow-sink-password";
+    description = ''
+      File holding the password for remote write and queries. Only a path: the password never enters the Nix
+      store; its bcrypt hash reaches Caddy at start through the environment. Required by the NixOS module; the
+      home-manager module generates one in the data directory when unset, as `greenflow sink up` does.
+    '';
+  };
+
+  httpPort = mkOption {
+    type = types.port;
+    default = 8080;
+    description = "Caddy's loopback site (`sink.http_port`).";
+  };
+
+  caddy = {
+    adminPort = mkOption {
+      type = types.port;
+      default = 2019;
+      description = "Caddy's admin API on 127.0.0.1 (`sink.caddy.admin_port`).";
+    };
+    extraConfig = mkOption {
+      type = types.lines;
+      default = "";
+      description = "Caddyfile text appended to the rendered Caddyfile.";
+    };
+  };
+
+  victoriametrics = {
+    port = mkOption {
+      type = types.port;
+      default = 8428;
+      description = "VictoriaMetrics, on 127.0.0.1 only (`sink.victoria_metrics.port`).";
+    };
+    extraFlags = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "-loggerLevel=WARN" ];
+      description = "Extra VictoriaMetrics flags (`sink.victoria_metrics.extra_args`).";
+    };
+  };
+
+  grafana = {
+    enable = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Whether to run Grafana behind `/grafana/` with the provisioned datasource and dashboard.";
+    };
+    port = mkOption {
+      type = types.port;
+      default = 3000;
+      description = "Grafana on 127.0.0.1 (`sink.grafana.port`).";
+    };
+    adminUser = mkOption {
+      type = types.str;
+      default = "admin";
+      description = "Grafana's admin user (`sink.grafana.admin_user`).";
+    };
+    adminPasswordFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "File holding Grafana's admin password (read through `$__file{}`).";
+    };
+    secretKeyFile = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "File holding Grafana's `secret_key` (read through `$__file{}`).";
+    };
+  };
+}

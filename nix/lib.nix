@@ -1,0 +1,105 @@
+# Pure helpers shared by the NixOS and home-manager modules. Builtins only, so that scripts/check-nix can evaluate
+# them with a bare `nix-instantiate --eval` (tests/nix/lib.nix) where no nixpkgs is at hand.
+let
+  # Drops attributes whose value is null, recursively through attribute sets.
+  dropNulls =
+    attrs:
+    builtins.listToAttrs (
+      builtins.concatMap (
+        name:
+        let
+          value = attrs.${name};
+        in
+        if value == null then
+          [ ]
+        else
+          [
+            {
+              inherit name;
+              value = if builtins.isAttrs value then dropNulls value else value;
+            }
+          ]
+      ) (builtins.attrNames attrs)
+    );
+in
+{
+  inherit dropNulls;
+
+  # The greenflow.yaml (as an attribute set; YAML is a superset of the JSON `builtins.toJSON` writes) for a sink
+  # described by the modules' options. `greenflow sink render --config` reads it, so the Caddyfile and Grafana's
+  # provisioning come from the same renderers as `greenflow sink up`.
+  sinkConfig =
+    {
+      username,
+      retention,
+      publicHost ? null,
+      httpPort,
+      victoriaMetricsPort,
+      victoriaMetricsExtraFlags ? [ ],
+      caddyAdminPort,
+      grafanaEnable ? true,
+      grafanaPort,
+      grafanaAdminUser ? "admin",
+      dataDir,
+      stateDir,
+    }:
+    dropNulls {
+      sink = {
+        inherit username retention;
+        public_host = publicHost;
+        http_port = httpPort;
+        victoria_metrics = {
+          port = victoriaMetricsPort;
+          extra_args = victoriaMetricsExtraFlags;
+        };
+        caddy.admin_port = caddyAdminPort;
+        grafana = {
+          enabled = grafanaEnable;
+          port = grafanaPort;
+          admin_user = grafanaAdminUser;
+        };
+      };
+      paths = {
+        data_dir = dataDir;
+        state_dir = stateDir;
+      };
+    };
+
+  # Whether a retention is what greenflow and VictoriaMetrics both accept: a whole number with h, d, w or y.
+  validRetention = retention: builtins.match "[1-9][0-9]*[hdwy]" retention != null;
+
+  # VictoriaMetrics' command line as `greenflow sink up` builds it (crates/greenflow-sink/src/layout.rs).
+  victoriaMetricsArgs =
+    {
+      port,
+      dataDir,
+      retention,
+      latencyOffsetMs ? 2000,
+      extraFlags ? [ ],
+    }:
+    [
+      "-httpListenAddr=127.0.0.1:${toString port}"
+      "-storageDataPath=${dataDir}"
+      "-retentionPeriod=${retention}"
+      "-search.latencyOffset=${toString latencyOffsetMs}ms"
+    ]
+    ++ extraFlags;
+
+  # The base URL users reach the sink at: the public host (a tailnet name, or an http(s) URL, whose one trailing
+  # slash greenflow also accepts) or the loopback site.
+  baseUrl =
+    { publicHost, httpPort }:
+    if publicHost == null then
+      "http://127.0.0.1:${toString httpPort}"
+    else
+      let
+        url = builtins.match "(https?://[^/]+)/?" publicHost;
+      in
+      if url != null then builtins.head url else "https://${publicHost}";
+
+  # The host of an http(s) URL, without port or path: Grafana's `domain`.
+  urlHost = url: builtins.head (builtins.match "https?://([^:/]+).*" url);
+
+  # The systemd EnvironmentFile line that hands Caddy the bcrypt hash; single quotes keep its `$` literal.
+  passwordHashEnvLine = hash: "GREENFLOW_SINK_PASSWORD_HASH='${hash}'";
+}
