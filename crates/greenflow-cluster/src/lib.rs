@@ -24,7 +24,7 @@ pub use install::{Change, Helm, InstallPlan, InstallReport, UninstallReport};
 pub use kube_cluster::{ClusterNames, KubeCluster, connect};
 pub use lease::LeaseInfo;
 pub use prometheus::{Condition, PROMETHEUS_APP_LABEL, PROMETHEUS_PORT_NAME, PrometheusInfo};
-pub use status::{ClusterStatus, ReleaseInfo};
+pub use status::{ClusterStatus, ReleaseInfo, one_line};
 
 use std::time::Duration;
 

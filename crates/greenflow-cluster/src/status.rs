@@ -87,7 +87,7 @@ impl KubeCluster {
 }
 
 /// An error and its causes on one line.
-pub(crate) fn one_line(err: &dyn std::error::Error) -> String {
+pub fn one_line(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

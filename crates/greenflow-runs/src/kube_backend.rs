@@ -49,19 +49,8 @@ pub fn backend_error(err: ClusterError) -> BackendError {
             expires: format!(" (or wait until {expires}, when an unrenewed lock may be taken over)"),
         },
         ClusterError::NotReady { timeout, detail } => BackendError::NotReady { timeout, detail },
-        other => BackendError::message(one_line(&other)),
+        other => BackendError::message(greenflow_cluster::one_line(&other)),
     }
-}
-
-fn one_line(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl ClusterBackend for KubeBackend {

@@ -71,6 +71,15 @@ pub async fn drive<B: ClusterBackend>(
     sink: SinkClient,
     request: &RunRequest,
 ) -> anyhow::Result<u8> {
+    on_terminal(settings, sink, async |ctx| lifecycle::run(backend, ctx, request).await).await
+}
+
+/// Runs a lifecycle step with progress on the terminal and Ctrl-C counted, then prints the record's outcome.
+async fn on_terminal(
+    settings: &Settings,
+    sink: SinkClient,
+    step: impl AsyncFnOnce(&mut RunContext<'_>) -> Result<RunRecord, greenflow_runs::RunError>,
+) -> anyhow::Result<u8> {
     let stop = StopRequests::install(false)?;
     let reporter = TerminalReporter::default();
     let mut ctx = RunContext {
@@ -79,10 +88,9 @@ pub async fn drive<B: ClusterBackend>(
         reporter: &reporter,
         interrupts: Interrupts::new(stop.receiver()),
     };
-    let outcome = lifecycle::run(backend, &mut ctx, request).await;
+    let outcome = step(&mut ctx).await;
     reporter.finish();
-    let record = outcome?;
-    Ok(report(&record))
+    Ok(report(&outcome?))
 }
 
 /// Prints a record's outcome and returns the exit status: the command's when it failed; 1 for a lossy or undrained
@@ -205,17 +213,7 @@ async fn recover_one<B: ClusterBackend>(
     request: &RunRequest,
     record: RunRecord,
 ) -> anyhow::Result<u8> {
-    let stop = StopRequests::install(false)?;
-    let reporter = TerminalReporter::default();
-    let mut ctx = RunContext {
-        sink,
-        store: RunStore::new(settings.paths.runs_dir()),
-        reporter: &reporter,
-        interrupts: Interrupts::new(stop.receiver()),
-    };
-    let outcome = lifecycle::recover(backend, &mut ctx, request, record).await;
-    reporter.finish();
-    Ok(report(&outcome?))
+    on_terminal(settings, sink, async |ctx| lifecycle::recover(backend, ctx, request, record).await).await
 }
 
 /// Whether a record describes a run nobody drives: left running on purpose, or `running` with its process gone.
