@@ -21,6 +21,10 @@ pub struct QueueMetrics {
     pub samples_dropped: f64,
     /// Samples sent.
     pub samples_sent: f64,
+    /// Samples that entered remote storage, all queues (`prometheus_remote_storage_samples_in_total`; deprecated in
+    /// newer Prometheus, so optional).
+    #[serde(default)]
+    pub samples_in: Option<f64>,
 }
 
 /// Why metrics text could not be used.
@@ -102,6 +106,10 @@ pub fn parse_queue_metrics(text: &str, remote_name: &str) -> Result<QueueMetrics
             global_highest = Some(value);
             continue;
         }
+        if short == "samples_in_total" && labels.is_empty() {
+            metrics.samples_in = Some(value);
+            continue;
+        }
         let Some(queue) = labels.get("remote_name") else { continue };
         seen.insert(queue.clone());
         if queue != remote_name {
@@ -152,15 +160,23 @@ pub enum DrainState {
 }
 
 /// Decides the drain: losses first (they never heal), then whether everything up to `end` (seconds since the
-/// epoch) was sent with nothing pending.
-pub fn drain_state(at_start: &QueueMetrics, now: &QueueMetrics, end: f64) -> DrainState {
+/// epoch) was sent.
+///
+/// "Sent up to the end" needs more than the newest sent timestamp: with several shards one can be ahead of another.
+/// An empty queue proves it, but a Prometheus that keeps scraping after the end refills the queue before every send
+/// (scrape interval and batch deadline alike), so the queue may never be seen empty. `in_at_end` (the queue input
+/// counter read at or after the end) proves it too: once sent + failed + dropped reach it, every sample that
+/// entered before the end has left the queue.
+pub fn drain_state(at_start: &QueueMetrics, now: &QueueMetrics, end: f64, in_at_end: Option<f64>) -> DrainState {
     let failed = (now.samples_failed - at_start.samples_failed).max(0.0);
     let dropped = (now.samples_dropped - at_start.samples_dropped).max(0.0);
+    let processed = now.samples_sent + now.samples_failed + now.samples_dropped;
+    let older_ones_left = now.samples_pending == 0.0 || in_at_end.is_some_and(|entered| processed >= entered);
     if failed > 0.0 || dropped > 0.0 {
         let entered = now.highest_timestamp.max(now.highest_sent_timestamp) >= end;
-        return DrainState::Lossy { failed, dropped, settled: entered && now.samples_pending == 0.0 };
+        return DrainState::Lossy { failed, dropped, settled: entered && older_ones_left };
     }
-    if now.highest_sent_timestamp >= end && now.samples_pending == 0.0 {
+    if now.highest_sent_timestamp >= end && older_ones_left {
         DrainState::Drained
     } else {
         DrainState::Pending {
@@ -201,6 +217,7 @@ prometheus_remote_storage_samples_dropped_total{remote_name="greenflow-sink",url
         assert_eq!(m.highest_timestamp, 1.795633755e9);
         assert_eq!(m.highest_sent_timestamp, 1.795633754e9);
         assert_eq!(m.samples_sent, 1288.0);
+        assert_eq!(m.samples_in, Some(1288.0));
         assert_eq!(m.samples_pending, 0.0);
     }
 
@@ -229,7 +246,7 @@ prometheus_remote_storage_samples_dropped_total{remote_name="greenflow-sink",url
     fn drain_decisions() {
         let start = QueueMetrics { samples_failed: 2.0, ..Default::default() };
         let done = QueueMetrics { highest_sent_timestamp: 100.0, samples_failed: 2.0, ..Default::default() };
-        assert_eq!(drain_state(&start, &done, 100.0), DrainState::Drained, "old failures do not count");
+        assert_eq!(drain_state(&start, &done, 100.0, None), DrainState::Drained, "old failures do not count");
         let behind = QueueMetrics {
             highest_sent_timestamp: 90.0,
             samples_pending: 10.0,
@@ -237,7 +254,7 @@ prometheus_remote_storage_samples_dropped_total{remote_name="greenflow-sink",url
             ..Default::default()
         };
         assert_eq!(
-            drain_state(&start, &behind, 100.0),
+            drain_state(&start, &behind, 100.0, None),
             DrainState::Pending { samples_pending: 10.0, behind_seconds: 10.0 }
         );
         let pending_only = QueueMetrics {
@@ -246,18 +263,25 @@ prometheus_remote_storage_samples_dropped_total{remote_name="greenflow-sink",url
             samples_failed: 2.0,
             ..Default::default()
         };
-        assert!(matches!(drain_state(&start, &pending_only, 100.0), DrainState::Pending { .. }));
+        assert!(matches!(drain_state(&start, &pending_only, 100.0, None), DrainState::Pending { .. }));
+        // The same queue, refilled by scrapes after the end: drained once everything that entered by then left.
+        let refilled = QueueMetrics { samples_sent: 998.0, ..pending_only };
+        assert_eq!(drain_state(&start, &refilled, 100.0, Some(1000.0)), DrainState::Drained);
+        assert!(matches!(drain_state(&start, &refilled, 100.0, Some(1001.0)), DrainState::Pending { .. }));
         let lost = QueueMetrics {
             highest_sent_timestamp: 100.0,
             samples_failed: 7.0,
             samples_dropped: 1.0,
             ..Default::default()
         };
-        assert_eq!(drain_state(&start, &lost, 100.0), DrainState::Lossy { failed: 5.0, dropped: 1.0, settled: true });
+        assert_eq!(
+            drain_state(&start, &lost, 100.0, None),
+            DrainState::Lossy { failed: 5.0, dropped: 1.0, settled: true }
+        );
         // A 401 fails every batch: nothing is ever sent, but the samples up to the end have entered and left.
         let refused = QueueMetrics { highest_timestamp: 101.0, samples_failed: 50.0, ..Default::default() };
-        assert!(matches!(drain_state(&start, &refused, 100.0), DrainState::Lossy { settled: true, .. }));
+        assert!(matches!(drain_state(&start, &refused, 100.0, None), DrainState::Lossy { settled: true, .. }));
         let still_queued = QueueMetrics { samples_pending: 3.0, ..refused };
-        assert!(matches!(drain_state(&start, &still_queued, 100.0), DrainState::Lossy { settled: false, .. }));
+        assert!(matches!(drain_state(&start, &still_queued, 100.0, None), DrainState::Lossy { settled: false, .. }));
     }
 }

@@ -608,6 +608,7 @@ impl<B: ClusterBackend> ActiveRun<'_, '_, '_, B> {
             detail,
         };
         let mut last = DrainState::Pending { samples_pending: 0.0, behind_seconds: f64::INFINITY };
+        let mut in_at_end: Option<Option<f64>> = None;
         loop {
             self.tick().await;
             if self.interrupts() >= 2 {
@@ -617,7 +618,9 @@ impl<B: ClusterBackend> ActiveRun<'_, '_, '_, B> {
             self.flush_markers().await;
             match self.queue_metrics().await {
                 Ok(now_q) => {
-                    last = drain_state(&baseline, &now_q, end_s);
+                    // Read at the first poll after the end: a little later than the end, so a little stricter.
+                    let entered = *in_at_end.get_or_insert(now_q.samples_in);
+                    last = drain_state(&baseline, &now_q, end_s, entered);
                     match last {
                         DrainState::Drained => {
                             // Prometheus sent a sample at or after the end; the sink must show it too.

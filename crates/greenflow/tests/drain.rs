@@ -61,7 +61,7 @@ fn wait_for_state(agent: &Agent, at_start: &QueueMetrics, end: f64, want: fn(&Dr
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(metrics) = queue(agent) {
-            let state = drain_state(at_start, &metrics, end);
+            let state = drain_state(at_start, &metrics, end, None);
             if want(&state) {
                 return state;
             }
