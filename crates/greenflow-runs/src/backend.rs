@@ -100,9 +100,9 @@ pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
 /// A cluster whose Prometheus the run lifecycle scales up and down.
 ///
 /// Every method is called from one task, in this order: [`preflight`](Self::preflight),
-/// [`acquire_lock`](Self::acquire_lock), [`scale_up`](Self::scale_up), then [`prometheus_metrics`]
-/// (Self::prometheus_metrics) and [`renew_lock`](Self::renew_lock) while the run lives and drains,
-/// [`scale_down`](Self::scale_down), [`release_lock`](Self::release_lock). `scale_down` and `release_lock` are also
+/// [`acquire_lock`](Self::acquire_lock), [`scale_up`](Self::scale_up), then
+/// [`prometheus_metrics`](Self::prometheus_metrics) and [`renew_lock`](Self::renew_lock) while the run lives and
+/// drains, [`scale_down`](Self::scale_down), [`release_lock`](Self::release_lock). `scale_down` and `release_lock` are also
 /// called after a failed `scale_up`.
 #[allow(async_fn_in_trait)] // used generically from one task; no Send bound needed
 pub trait ClusterBackend {

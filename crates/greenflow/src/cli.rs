@@ -65,17 +65,22 @@ pub enum Command {
     Cluster(ClusterCommand),
     /// Run one experiment: scale the cluster's Prometheus up, run, drain every sample into the sink, scale down.
     ///
-    /// Steps: check that the sink takes an authenticated write (and the cluster is reachable) before anything
-    /// changes; take the experiment lock; scale Prometheus up with the run's labels (greenflow_run,
-    /// greenflow_experiment); wait for the first sample in the sink; run COMMAND (or wait --duration, or until
-    /// Ctrl-C); wait until the sink holds every sample up to the end (the drain); scale down; write the run record.
+    /// Steps:
+    ///   1. check that the sink takes an authenticated write, and the cluster answers (nothing changes before)
+    ///   2. take the experiment lock
+    ///   3. scale Prometheus up with the labels greenflow_run and greenflow_experiment
+    ///   4. wait for the run's first sample in the sink
+    ///   5. run COMMAND, or wait --duration, or until Ctrl-C
+    ///   6. drain: wait until the sink holds every sample up to the end
+    ///   7. scale down and write the run record (`greenflow runs show ID`)
     ///
-    /// Ctrl-C ends the run early and still drains; a second Ctrl-C skips the drain (recorded as not-drained).
+    /// Ctrl-C ends the run early and still drains; a second Ctrl-C skips the drain (not-drained).
     /// The command sees GREENFLOW_RUN and GREENFLOW_EXPERIMENT in its environment.
     ///
     /// Examples:
     ///   greenflow run kafka-baseline --duration 10m
     ///   greenflow run redpanda-3-brokers -- ./bench.sh --brokers 3
+    ///   greenflow run try-it --backend local --duration 1m
     #[command(verbatim_doc_comment)]
     #[command(after_help = "Exit status: 0 complete; the command's own status when it failed; 1 samples were lost \
                             (lossy) or not drained; 2 error (nothing changed when it happens before the run starts).")]
@@ -308,7 +313,7 @@ pub enum ClusterCommand {
 /// `greenflow cluster install`.
 #[derive(Debug, Args)]
 pub struct ClusterInstallArgs {
-    /// Print the steps, the exact helm command and the values (password shown as [redacted]); change nothing.
+    /// Print the steps, the exact helm command and the values (password shown as `[redacted]`); change nothing.
     #[arg(long)]
     pub dry_run: bool,
 }

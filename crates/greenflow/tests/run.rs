@@ -229,3 +229,14 @@ fn recover_finishes_a_run_whose_greenflow_was_killed() {
     let next = project.run(&["run", "next", "--backend", "local", "--duration", "1s"]);
     assert!(next.status.success(), "{}", describe(&next));
 }
+
+#[test]
+fn a_run_without_a_sink_says_how_to_start_one_and_records_nothing() {
+    let project = Project::with_config(CONFIG);
+    let output = project.run(&["run", "early", "--backend", "local", "--duration", "1s"]);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("greenflow sink up --detach"), "{}", describe(&output));
+    assert!(project.runs().is_empty());
+    let both = project.run(&["run", "both", "--backend", "local", "--duration", "1s", "--", "true"]);
+    assert_eq!(both.status.code(), Some(2), "{}", describe(&both));
+}
