@@ -599,12 +599,14 @@ impl<B: ClusterBackend> ActiveRun<'_, '_, '_, B> {
         let selector = run_selector(&self.record.id);
         let deadline = began + self.request.drain_timeout;
         self.reporter().phase("draining: waiting until every sample of the run is in the sink");
+        // Milliseconds are precision enough for a record people read.
+        let ms = |seconds: f64| (seconds * 1000.0).round() / 1000.0;
         let report = |outcome, failed: f64, dropped: f64, behind: Option<f64>, detail: Option<String>| DrainReport {
             outcome,
-            seconds: began.elapsed().as_secs_f64(),
+            seconds: ms(began.elapsed().as_secs_f64()),
             samples_failed: failed as u64,
             samples_dropped: dropped as u64,
-            sink_behind_seconds: behind,
+            sink_behind_seconds: behind.map(ms),
             detail,
         };
         let mut last = DrainState::Pending { samples_pending: 0.0, behind_seconds: f64::INFINITY };
