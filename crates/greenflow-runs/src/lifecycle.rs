@@ -359,13 +359,10 @@ impl<B: ClusterBackend> ActiveRun<'_, '_, '_, B> {
         let end = now();
         self.record.end = Some(end);
         self.queue_marker("end", end);
-        let drain = active.scaled_up && active.flowing && self.interrupts() < 2;
-        if active.scaled_up && !active.flowing && active.error.is_none() && self.interrupts() < 2 {
-            // Interrupted before the first sample: what was scraped still drains.
-            self.finish(end, true, None).await;
-        } else {
-            self.finish(end, drain, active.error).await;
-        }
+        // Interrupted before the first sample (no error), what was scraped still drains; a run that failed before
+        // samples flowed has nothing to drain.
+        let drain = active.scaled_up && (active.flowing || active.error.is_none()) && self.interrupts() < 2;
+        self.finish(end, drain, active.error).await;
     }
 
     /// Scale up, prove the path, run the workload.
@@ -558,7 +555,7 @@ impl<B: ClusterBackend> ActiveRun<'_, '_, '_, B> {
         if !self.flush_markers().await {
             self.reporter().note("warning: the run's start/end markers could not be written to the sink");
         }
-        if let Ok((series, samples)) = counts(&self.ctx.sink, &self.record.id, self.record.start).await {
+        if let Ok((series, samples)) = counts(&self.ctx.sink, &run_selector(&self.record.id), self.record.start).await {
             self.record.series = Some(series);
             self.record.samples = Some(samples);
         }
@@ -743,21 +740,18 @@ async fn newest_sample(sink: &SinkClient, selector: &str, start: OffsetDateTime)
 }
 
 /// Series and samples of the run in the sink now.
-pub async fn counts(sink: &SinkClient, id: &RunId, start: OffsetDateTime) -> Result<(u64, u64), SinkError> {
-    let selector = run_selector(id);
-    let window = ((unix(now()) - unix(start)).max(0.0) as u64) + 60;
+async fn counts(sink: &SinkClient, selector: &str, start: OffsetDateTime) -> Result<(u64, u64), SinkError> {
+    let window = window_since(start);
     let series = sink.query_value(&format!("count(last_over_time({selector}[{window}s]))")).await?.unwrap_or(0.0);
     let samples = sink.query_value(&format!("sum(count_over_time({selector}[{window}s]))")).await?.unwrap_or(0.0);
     Ok((series as u64, samples as u64))
 }
 
 async fn live_counts(sink: &SinkClient, selector: &str, start: OffsetDateTime) -> Result<String, SinkError> {
-    let window = ((unix(now()) - unix(start)).max(0.0) as u64) + 60;
-    let series = sink.query_value(&format!("count(last_over_time({selector}[{window}s]))")).await?.unwrap_or(0.0);
-    let samples = sink.query_value(&format!("sum(count_over_time({selector}[{window}s]))")).await?.unwrap_or(0.0);
+    let (series, samples) = counts(sink, selector, start).await?;
     let newest = newest_sample(sink, selector, start).await?;
     let lag = newest.map(|t| format!("{:.1}s", (unix(now()) - t).max(0.0))).unwrap_or_else(|| "?".into());
-    Ok(format!("{series:.0} series, {samples:.0} samples, newest {lag} old"))
+    Ok(format!("{series} series, {samples} samples, newest {lag} old"))
 }
 
 fn shell_words(command: &[String]) -> String {

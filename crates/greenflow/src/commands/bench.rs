@@ -214,10 +214,11 @@ impl greenflow_runs::Reporter for Quiet {
     fn note(&self, _: &str) {}
 }
 
-/// One whole run on the local back-end writing to `write_url`, read through `client`: the drain time from the
-/// record, and the ages of the newest visible sample polled every 250 ms during the run.
+/// One whole run named `name` on the local back-end writing to `write_url`, read through `client`: the drain time
+/// from the record, and the ages of the newest visible sample polled every 250 ms during the run.
 async fn measured_run(
     settings: &Settings,
+    name: &str,
     write_url: &str,
     client: &SinkClient,
     password: &greenflow_config::Secret,
@@ -226,10 +227,9 @@ async fn measured_run(
     use greenflow_runs::lifecycle::{self, RunContext};
     use greenflow_runs::{DrainOutcome, Interrupts, LocalBackend, RunStore, Workload};
 
-    let name = format!("bench-{:08x}", rand_suffix());
     let mut backend = LocalBackend::new(settings, write_url, &settings.config.sink.username, password.clone());
     let request =
-        crate::commands::run::request(settings, &name, Workload::For(duration), settings.config.local.scrape_interval);
+        crate::commands::run::request(settings, name, Workload::For(duration), greenflow_runs::BackendKind::Local);
     let (_stop, interrupts) = Interrupts::manual();
     let mut ctx = RunContext {
         sink: client.clone(),
@@ -241,7 +241,7 @@ async fn measured_run(
     let poller = {
         let done = std::sync::Arc::clone(&done);
         let client = client.clone();
-        let query = format!("max(tlast_over_time({{greenflow_experiment={}}}[1m]))", promql_string(&name));
+        let query = format!("max(tlast_over_time({{greenflow_experiment={}}}[1m]))", promql_string(name));
         tokio::spawn(async move {
             let mut ages = Vec::new();
             while !done.load(std::sync::atomic::Ordering::SeqCst) {
@@ -263,12 +263,6 @@ async fn measured_run(
         bail!("run {} did not drain: {}", record.id, drain.detail.unwrap_or_default());
     }
     Ok((Duration::from_secs_f64(drain.seconds), ages))
-}
-
-fn rand_suffix() -> u32 {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    nanos ^ std::process::id().rotate_left(16)
 }
 
 /// Runs the freshness and drain benchmark.
@@ -293,12 +287,12 @@ pub async fn drain(settings: &Settings, args: &BenchDrainArgs) -> anyhow::Result
         let (mut drain_direct, mut drain_sink, mut fresh_direct, mut fresh_sink) = (vec![], vec![], vec![], vec![]);
         for run in 1..=args.runs {
             let (d, mut ages) =
-                measured_run(&scratch, &format!("{vm_url}/api/v1/write"), &direct_client, &password, args.duration).await?;
+                measured_run(&scratch, &format!("bench-{run}-direct"), &format!("{vm_url}/api/v1/write"), &direct_client, &password, args.duration).await?;
             drain_direct.push(d);
             let fd = median(&mut ages);
             fresh_direct.push(fd);
             let (s, mut ages) =
-                measured_run(&scratch, &urls.remote_write_url, &sink_client, &password, args.duration).await?;
+                measured_run(&scratch, &format!("bench-{run}-sink"), &urls.remote_write_url, &sink_client, &password, args.duration).await?;
             drain_sink.push(s);
             let fs = median(&mut ages);
             fresh_sink.push(fs);

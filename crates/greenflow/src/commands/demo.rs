@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use greenflow_config::Settings;
-use greenflow_runs::{LocalBackend, Workload, validate_name};
-use greenflow_sink::{loopback_urls, running_supervisor, sink_password};
+use greenflow_runs::{BackendKind, Workload, validate_name};
+use greenflow_sink::{loopback_urls, running_supervisor};
 
 use crate::cli::DemoArgs;
-use crate::commands::run::{drive, local_sink, request};
+use crate::commands::run::{drive, local_backend, request};
 use crate::commands::sink::{start_sink, wait_healthy};
 
 /// Runs the demo until `--for` elapses or Ctrl-C.
@@ -41,14 +41,12 @@ async fn run_with_sink(settings: &Settings, args: &DemoArgs) -> anyhow::Result<u
     let urls = loopback_urls(settings);
     println!("query API:  {}  (select a run with {{greenflow_run=\"<id>\"}})", urls.query_url);
     println!("Grafana:    {}", urls.grafana_url);
-    let (sink, write_url) = local_sink(settings)?;
-    let password = sink_password(settings)?;
-    let mut backend = LocalBackend::new(settings, &write_url, &settings.config.sink.username, password);
+    let (mut backend, sink) = local_backend(settings)?;
     let workload = match args.duration {
         Some(d) => Workload::For(d),
         None => Workload::UntilInterrupted,
     };
-    let mut request = request(settings, &args.name, workload, settings.config.local.scrape_interval);
+    let mut request = request(settings, &args.name, workload, BackendKind::Local);
     request.first_sample_timeout = args.timeout;
     request.ready_timeout = Duration::from_secs(60);
     drive(settings, &mut backend, sink, &request).await

@@ -8,7 +8,8 @@ use anyhow::{Context, bail};
 use greenflow_config::Settings;
 use greenflow_runs::lifecycle::{self, RunContext};
 use greenflow_runs::{
-    ClusterBackend, Interrupts, KubeBackend, LocalBackend, RunRecord, RunRequest, RunStatus, RunStore, Workload,
+    BackendKind, ClusterBackend, Interrupts, KubeBackend, LocalBackend, RunRecord, RunRequest, RunStatus, RunStore,
+    Workload,
 };
 use greenflow_sink::{SinkClient, loopback_urls, running_supervisor, sink_password};
 
@@ -17,16 +18,24 @@ use crate::exit;
 use crate::signals::StopRequests;
 use crate::ui::{TerminalReporter, human_duration};
 
-/// The sink as the local stand-in reaches it: loopback, authenticated.
-pub fn local_sink(settings: &Settings) -> anyhow::Result<(SinkClient, String)> {
+/// The local back-end and the sink as it reaches it (loopback, authenticated).
+pub fn local_backend(settings: &Settings) -> anyhow::Result<(LocalBackend, SinkClient)> {
     let urls = loopback_urls(settings);
     let password = sink_password(settings)?;
-    let client = SinkClient::new(urls.query_url.clone(), Some((settings.config.sink.username.clone(), password)));
-    Ok((client, urls.remote_write_url))
+    let username = settings.config.sink.username.clone();
+    let backend = LocalBackend::new(settings, &urls.remote_write_url, &username, password.clone());
+    Ok((backend, SinkClient::new(urls.query_url, Some((username, password)))))
+}
+
+/// The kube back-end (kubeconfig, `cluster.context`; connecting sends nothing yet) and the sink as the cluster
+/// reaches it.
+async fn kube_backend(settings: &Settings) -> anyhow::Result<(KubeBackend, SinkClient)> {
+    let sink = public_sink(settings)?;
+    Ok((KubeBackend::new(greenflow_cluster::connect(settings).await?), sink))
 }
 
 /// The sink as the cluster reaches it: the public address, authenticated.
-pub fn public_sink(settings: &Settings) -> anyhow::Result<SinkClient> {
+fn public_sink(settings: &Settings) -> anyhow::Result<SinkClient> {
     let public = settings
         .public_address()?
         .context("the cluster needs the sink's public address: set sink.public_host (or NODENAME and TAILSCALE_DOMAIN, or EXPERIMENT_STORAGE_URL)")?;
@@ -40,22 +49,32 @@ pub fn public_sink(settings: &Settings) -> anyhow::Result<SinkClient> {
 }
 
 /// The back-end `--backend` names, or the default: `kube` when a kubeconfig is found, else `local`.
-fn choose(settings: &Settings, choice: Option<BackendChoice>) -> BackendChoice {
-    choice.unwrap_or_else(|| {
-        let kubeconfig = settings.env.get("KUBECONFIG").is_some_and(|v| !v.is_empty())
-            || settings.env.get("HOME").is_some_and(|home| std::path::Path::new(home).join(".kube/config").is_file());
-        if kubeconfig { BackendChoice::Kube } else { BackendChoice::Local }
-    })
+fn choose(settings: &Settings, choice: Option<BackendChoice>) -> BackendKind {
+    match choice {
+        Some(BackendChoice::Kube) => BackendKind::Kube,
+        Some(BackendChoice::Local) => BackendKind::Local,
+        None => {
+            let kubeconfig = settings.env.get("KUBECONFIG").is_some_and(|v| !v.is_empty())
+                || settings
+                    .env
+                    .get("HOME")
+                    .is_some_and(|home| std::path::Path::new(home).join(".kube/config").is_file());
+            if kubeconfig { BackendKind::Kube } else { BackendKind::Local }
+        }
+    }
 }
 
-/// The request every run command shares, from settings and flags.
-pub fn request(settings: &Settings, name: &str, workload: Workload, scrape_interval: Duration) -> RunRequest {
+/// The request every run command shares, from settings: timeouts, and the scrape interval of `kind`'s Prometheus.
+pub fn request(settings: &Settings, name: &str, workload: Workload, kind: BackendKind) -> RunRequest {
     let run = &settings.config.run;
     RunRequest {
         name: name.to_owned(),
         live_counts: !matches!(workload, Workload::Command(_)),
         workload,
-        scrape_interval,
+        scrape_interval: match kind {
+            BackendKind::Kube => settings.config.cluster.scrape_interval,
+            BackendKind::Local => settings.config.local.scrape_interval,
+        },
         ready_timeout: run.ready_timeout,
         first_sample_timeout: run.first_sample_timeout,
         drain_timeout: run.drain_timeout,
@@ -135,25 +154,21 @@ pub async fn run(settings: &Settings, args: &RunArgs) -> anyhow::Result<u8> {
         (None, true) => Workload::UntilInterrupted,
         (Some(_), false) => bail!("give either --duration or a command after `--`, not both"),
     };
-    match choose(settings, args.backend) {
-        BackendChoice::Local => {
-            let (sink, write_url) = local_sink(settings)?;
+    let kind = choose(settings, args.backend);
+    let mut request = request(settings, &args.name, workload, kind);
+    request.force = args.force;
+    match kind {
+        BackendKind::Local => {
+            let (mut backend, sink) = local_backend(settings)?;
             // A sink of the Nix modules runs without greenflow's supervisor: ask the sink itself.
             if running_supervisor(settings).is_none() && sink.health().await.is_err() {
                 bail!("the sink is not running: start it with `greenflow sink up --detach` (or run `greenflow demo`)");
             }
-            let password = sink_password(settings)?;
-            let mut backend = LocalBackend::new(settings, &write_url, &settings.config.sink.username, password);
-            let mut request = request(settings, &args.name, workload, settings.config.local.scrape_interval);
-            request.force = args.force;
             eprintln!("backend: local (a Prometheus agent on this machine)");
             drive(settings, &mut backend, sink, &request).await
         }
-        BackendChoice::Kube => {
-            let sink = public_sink(settings)?;
-            let mut backend = kube_backend(settings).await?;
-            let mut request = request(settings, &args.name, workload, settings.config.cluster.scrape_interval);
-            request.force = args.force;
+        BackendKind::Kube => {
+            let (mut backend, sink) = kube_backend(settings).await?;
             eprintln!("backend: kube (namespace {})", settings.config.cluster.namespace);
             drive(settings, &mut backend, sink, &request).await
         }
@@ -177,28 +192,15 @@ pub async fn recover(settings: &Settings, args: &RunsRecoverArgs) -> anyhow::Res
     let mut worst = exit::OK;
     for record in candidates {
         eprintln!("recovering run {} ({}, {})", record.id, record.name, record.backend);
-        let code = match record.backend.as_str() {
-            "kube" => {
-                let sink = public_sink(settings)?;
-                let mut backend = kube_backend(settings).await?;
-                let request = request(
-                    settings,
-                    &record.name,
-                    Workload::For(Duration::ZERO),
-                    settings.config.cluster.scrape_interval,
-                );
+        let kind = if record.backend == BackendKind::Kube.as_str() { BackendKind::Kube } else { BackendKind::Local };
+        let request = request(settings, &record.name, Workload::For(Duration::ZERO), kind);
+        let code = match kind {
+            BackendKind::Kube => {
+                let (mut backend, sink) = kube_backend(settings).await?;
                 recover_one(settings, &mut backend, sink, &request, record).await?
             }
-            _ => {
-                let (sink, write_url) = local_sink(settings)?;
-                let password = sink_password(settings)?;
-                let mut backend = LocalBackend::new(settings, &write_url, &settings.config.sink.username, password);
-                let request = request(
-                    settings,
-                    &record.name,
-                    Workload::For(Duration::ZERO),
-                    settings.config.local.scrape_interval,
-                );
+            BackendKind::Local => {
+                let (mut backend, sink) = local_backend(settings)?;
                 recover_one(settings, &mut backend, sink, &request, record).await?
             }
         };
@@ -236,9 +238,4 @@ fn needs_recovery(record: &RunRecord, host: &str, named: bool) -> bool {
 fn process_alive(pid: u32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("greenflow"))
-}
-
-/// The kube back-end for these settings (kubeconfig, `cluster.context`); connecting sends nothing yet.
-async fn kube_backend(settings: &Settings) -> anyhow::Result<KubeBackend> {
-    Ok(KubeBackend::new(greenflow_cluster::connect(settings).await?))
 }
