@@ -7,47 +7,8 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::{Project, describe};
+use common::{Project, describe, fake_grafana};
 use serde_json::Value;
-
-const FAKE_GRAFANA: &str = r#"#!/usr/bin/env python3
-import http.server, json, os, re, sys
-args = sys.argv[1:]
-if args == ["--version"]:
-    print("grafana version 12.0.0-fake")
-    sys.exit(0)
-assert args[0] == "server", args
-home = args[args.index("--homepath") + 1]
-config = args[args.index("--config") + 1]
-assert os.path.isfile(os.path.join(home, "conf", "defaults.ini")), home
-ini = open(config).read()
-port = int(re.search(r"^http_port = (\d+)$", ini, re.M).group(1))
-class Health(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path in ("/api/health", "/grafana/api/health"):
-            body = json.dumps({"database": "ok", "version": "12.0.0-fake", "path": self.path}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-        else:
-            self.send_response(404)
-            self.end_headers()
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("127.0.0.1", port), Health).serve_forever()
-"#;
-
-fn fake_grafana(dir: &Path) -> std::path::PathBuf {
-    let home = dir.join("grafana-home");
-    std::fs::create_dir_all(home.join("bin")).unwrap();
-    std::fs::create_dir_all(home.join("conf")).unwrap();
-    std::fs::write(home.join("conf/defaults.ini"), "[server]\n").unwrap();
-    let binary = home.join("bin/grafana");
-    std::fs::write(&binary, FAKE_GRAFANA).unwrap();
-    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
-    binary
-}
 
 fn project_with_grafana() -> Project {
     let dir = tempfile::tempdir().unwrap();

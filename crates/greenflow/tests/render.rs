@@ -4,42 +4,16 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Project, describe};
+use common::{Project, describe, fake_grafana};
 use serde_json::Value;
-
-const FAKE_GRAFANA: &str = r#"#!/usr/bin/env python3
-import http.server, json, re, sys
-args = sys.argv[1:]
-if args == ["--version"]:
-    print("grafana version 12.0.0-fake")
-    sys.exit(0)
-ini = open(args[args.index("--config") + 1]).read()
-port = int(re.search(r"^http_port = (\d+)$", ini, re.M).group(1))
-class Health(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = json.dumps({"database": "ok"}).encode()
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("127.0.0.1", port), Health).serve_forever()
-"#;
 
 /// A project whose Grafana is the stand-in; the folder holding it lives as long as the test process.
 fn project_with_grafana(extra: &str) -> Project {
     let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("grafana-home");
-    std::fs::create_dir_all(home.join("bin")).unwrap();
-    std::fs::create_dir_all(home.join("conf")).unwrap();
-    std::fs::write(home.join("conf/defaults.ini"), "[server]\n").unwrap();
-    let binary = home.join("bin/grafana");
-    std::fs::write(&binary, FAKE_GRAFANA).unwrap();
-    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = fake_grafana(dir.path());
     let project = Project::with_config(&format!("    binary: {}\n{extra}", binary.display()));
     std::mem::forget(dir);
     project

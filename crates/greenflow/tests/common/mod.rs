@@ -331,23 +331,12 @@ impl Running {
 
     /// Sends a signal and waits for the exit; returns the status and the whole stderr.
     pub fn signal_and_wait(
-        mut self,
+        self,
         signal: nix::sys::signal::Signal,
         timeout: Duration,
     ) -> (std::process::ExitStatus, String) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "did not exit within {timeout:?} after {signal}:\n{}", self.stderr());
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        if let Some(reader) = self.reader.take() {
-            reader.join().unwrap();
-        }
-        (status, self.stderr())
+        self.wait_exit(timeout)
     }
 }
 
@@ -365,4 +354,47 @@ pub fn wait_for_file(path: &Path, timeout: Duration) {
         assert!(Instant::now() < deadline, "{} did not appear within {timeout:?}", path.display());
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A stand-in `grafana` (Grafana cannot be installed on the test machines): a small Python HTTP server that checks
+/// the command line Grafana gets, reads the generated grafana.ini for its port as Grafana would, and answers
+/// `/api/health`.
+const FAKE_GRAFANA: &str = r#"#!/usr/bin/env python3
+import http.server, json, os, re, sys
+args = sys.argv[1:]
+if args == ["--version"]:
+    print("grafana version 12.0.0-fake")
+    sys.exit(0)
+assert args[0] == "server", args
+home = args[args.index("--homepath") + 1]
+config = args[args.index("--config") + 1]
+assert os.path.isfile(os.path.join(home, "conf", "defaults.ini")), home
+ini = open(config).read()
+port = int(re.search(r"^http_port = (\d+)$", ini, re.M).group(1))
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path in ("/api/health", "/grafana/api/health"):
+            body = json.dumps({"database": "ok", "version": "12.0.0-fake", "path": self.path}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+        else:
+            self.send_response(404)
+            self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Health).serve_forever()
+"#;
+
+/// Writes the stand-in Grafana into a Grafana home under `dir` (with `conf/defaults.ini`); returns the binary.
+pub fn fake_grafana(dir: &Path) -> std::path::PathBuf {
+    let home = dir.join("grafana-home");
+    std::fs::create_dir_all(home.join("bin")).unwrap();
+    std::fs::create_dir_all(home.join("conf")).unwrap();
+    std::fs::write(home.join("conf/defaults.ini"), "[server]\n").unwrap();
+    let binary = home.join("bin/grafana");
+    std::fs::write(&binary, FAKE_GRAFANA).unwrap();
+    std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    binary
 }
