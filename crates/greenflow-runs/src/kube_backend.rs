@@ -26,17 +26,6 @@ impl KubeBackend {
     pub fn new(cluster: KubeCluster) -> Self {
         Self { cluster, holder: None, added_labels: BTreeSet::new(), replicas: 1 }
     }
-
-    /// A back-end that already holds the lock as `holder` (for `runs recover`, which finishes another process's run).
-    pub fn with_holder(mut self, holder: impl Into<String>) -> Self {
-        self.holder = Some(holder.into());
-        self
-    }
-
-    /// The cluster handle.
-    pub fn cluster(&self) -> &KubeCluster {
-        &self.cluster
-    }
 }
 
 /// Turns a cluster error into the lifecycle's: the lock and readiness kinds keep their meaning, the rest keep their
