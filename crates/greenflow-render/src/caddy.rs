@@ -5,7 +5,7 @@ use askama::Template;
 use crate::RenderError;
 use crate::escape::check_caddy_token;
 
-/// Which spelling of the basic-auth directive the installed Caddy understands.
+/// Which spelling of the basic-auth directive the installed Caddy understands (`greenflow_sink::versions` picks it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthDirective {
     /// `basicauth`: Caddy 2.6 and 2.7.
@@ -15,11 +15,6 @@ pub enum AuthDirective {
 }
 
 impl AuthDirective {
-    /// Picks the directive for a Caddy version (major, minor).
-    pub fn for_version(major: u32, minor: u32) -> Self {
-        if (major, minor) >= (2, 8) { Self::BasicAuth } else { Self::Basicauth }
-    }
-
     fn as_str(self) -> &'static str {
         match self {
             Self::Basicauth => "basicauth",

@@ -78,15 +78,6 @@ fn caddyfile_with_tailnet_site_grafana_and_new_directive() {
 }
 
 #[test]
-fn auth_directive_follows_the_caddy_version() {
-    assert_eq!(AuthDirective::for_version(2, 6), AuthDirective::Basicauth);
-    assert_eq!(AuthDirective::for_version(2, 7), AuthDirective::Basicauth);
-    assert_eq!(AuthDirective::for_version(2, 8), AuthDirective::BasicAuth);
-    assert_eq!(AuthDirective::for_version(2, 10), AuthDirective::BasicAuth);
-    assert_eq!(AuthDirective::for_version(3, 0), AuthDirective::BasicAuth);
-}
-
-#[test]
 fn grafana_files() {
     let files = render_grafana(&grafana_input()).unwrap();
     insta::assert_snapshot!("grafana_ini", files.ini);

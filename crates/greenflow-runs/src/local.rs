@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use greenflow_config::{Secret, Settings};
 use greenflow_render::{AgentConfigInput, QueueConfig, RemoteWriteTarget, ScrapeJob, render_agent_config};
-use greenflow_sink::supervisor::{ProcessSpec, Supervisor};
+use greenflow_sink::supervisor::{ProcessSpec, StartupFailure, Supervisor};
+use greenflow_sink::versions::{self, Release};
 use greenflow_sink::{Program, check_port_free, ensure_dir, write_private, write_public};
 
 use crate::error::RunError;
@@ -110,7 +111,9 @@ impl LocalCluster {
     ) -> Result<LocalClusterPlan, RunError> {
         let local = &settings.config.local;
         let prometheus = Program::Prometheus.locate(local.prometheus_binary.as_deref(), &settings.env)?;
+        let prometheus_release = versions::detect_supported(Program::Prometheus, &prometheus)?;
         let node_exporter = Program::NodeExporter.locate(local.node_exporter_binary.as_deref(), &settings.env)?;
+        let node_exporter_release = versions::detect_supported(Program::NodeExporter, &node_exporter)?;
         let prometheus_port = pick_port(local.prometheus_port, "local.prometheus_port")?;
         let node_exporter_port = pick_port(local.node_exporter_port, "local.node_exporter_port")?;
         let dir = settings.paths.local_cluster_dir().join(dir_name);
@@ -138,14 +141,11 @@ impl LocalCluster {
         let prometheus_config = dir.join("prometheus.yml");
         write_public(&prometheus_config, &config)?;
 
-        let mut versions = BTreeMap::new();
-        for (key, program, binary) in
-            [("prometheus", Program::Prometheus, &prometheus), ("node-exporter", Program::NodeExporter, &node_exporter)]
-        {
-            if let Some(version) = program.version(binary) {
-                versions.insert(key.to_owned(), version);
-            }
-        }
+        let versions = [("prometheus", &prometheus_release), ("node-exporter", &node_exporter_release)]
+            .into_iter()
+            .filter(|(_, release)| **release != Release::Unknown)
+            .map(|(key, release)| (key.to_owned(), release.describe()))
+            .collect();
         let arg = |s: String| OsString::from(s);
         let specs = vec![
             ProcessSpec {
@@ -164,7 +164,7 @@ impl LocalCluster {
                 name: "prometheus-agent".into(),
                 program: prometheus,
                 args: vec![
-                    arg("--enable-feature=agent".into()),
+                    arg(versions::prometheus_agent_flag(&prometheus_release).into()),
                     arg(format!("--config.file={}", prometheus_config.display())),
                     arg(format!("--storage.agent.path={}", dir.join("wal").display())),
                     arg(format!("--web.listen-address={prometheus_listen}")),
@@ -187,6 +187,16 @@ impl LocalCluster {
     /// The plan it runs.
     pub fn plan_ref(&self) -> &LocalClusterPlan {
         &self.plan
+    }
+
+    /// The program that exited during start-up, if one did (it is not restarted).
+    pub fn startup_failure(&self) -> Option<(String, StartupFailure)> {
+        self.supervisor.startup_failure()
+    }
+
+    /// Ends the start-up: from now on a crash is restarted with backoff.
+    pub fn mark_started(&self) {
+        self.supervisor.mark_started();
     }
 
     /// Stops the agent (which flushes its queue for at most the flush deadline) and node-exporter.

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use greenflow_config::{Secret, Settings};
+use greenflow_sink::versions::{self, Release};
 use greenflow_sink::{Program, ensure_dir};
 use serde::{Deserialize, Serialize};
 
@@ -80,10 +81,12 @@ impl ClusterBackend for LocalBackend {
             ("prometheus", Program::Prometheus, local.prometheus_binary.as_deref()),
             ("node-exporter", Program::NodeExporter, local.node_exporter_binary.as_deref()),
         ] {
-            let binary =
-                program.locate(configured, &self.settings.env).map_err(|e| BackendError::message(e.to_string()))?;
-            if let Some(version) = program.version(&binary) {
-                versions.insert(key.to_owned(), version);
+            let release = program
+                .locate(configured, &self.settings.env)
+                .and_then(|binary| versions::detect_supported(program, &binary))
+                .map_err(|e| BackendError::message(e.to_string()))?;
+            if release != Release::Unknown {
+                versions.insert(key.to_owned(), release.describe());
             }
         }
         Ok(BackendInfo { description: "node-exporter and a Prometheus agent on this machine".into(), versions })
@@ -169,8 +172,18 @@ impl ClusterBackend for LocalBackend {
         let deadline = Instant::now() + timeout;
         let mut last;
         loop {
+            if let Some((name, failure)) = self.cluster.as_ref().and_then(LocalCluster::startup_failure) {
+                return Err(BackendError::message(format!(
+                    "{name} exited during start-up ({failure}); greenflow stopped instead of restarting it"
+                )));
+            }
             match self.http.get(&ready).send().await {
-                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) if r.status().is_success() => {
+                    if let Some(cluster) = &self.cluster {
+                        cluster.mark_started();
+                    }
+                    return Ok(());
+                }
                 Ok(r) => last = format!("answers {}", r.status()),
                 Err(e) => last = format!("not answering ({e})"),
             }

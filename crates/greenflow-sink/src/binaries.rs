@@ -83,17 +83,6 @@ impl Program {
             .find_map(|name| which::which_in(name, Some(search_path), &cwd).ok())
             .ok_or(SinkError::BinaryNotFound { program: self })
     }
-
-    /// Asks the program for its version; `None` if it does not say.
-    pub fn version(self, binary: &Path) -> Option<String> {
-        let args: &[&str] = match self {
-            Self::VictoriaMetrics => &["-version"],
-            Self::Caddy => &["version"],
-            Self::Grafana | Self::Prometheus | Self::NodeExporter => &["--version"],
-        };
-        let output = duct::cmd(binary, args).stderr_to_stdout().stdout_capture().unchecked().read().ok()?;
-        parse_version(&output)
-    }
 }
 
 /// Picks the first token that looks like a version (`v2.6.2`, `2.42.0+ds`, `1.79.5`) out of a program's output.
@@ -108,12 +97,6 @@ pub fn parse_version(output: &str) -> Option<String> {
             numeric(parts.next()) && numeric(parts.next())
         })
         .map(|token| token.split('-').next().unwrap_or(token).to_owned())
-}
-
-/// Major and minor numbers of a version string.
-pub fn major_minor(version: &str) -> Option<(u32, u32)> {
-    let mut parts = version.split(['.', '+', '-']);
-    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -131,7 +114,5 @@ mod tests {
         assert_eq!(parse_version("grafana version 12.1.0").as_deref(), Some("12.1.0"));
         assert_eq!(parse_version("victoria-metrics-20220802-100000-tags-v1.79.5-0-g1234").as_deref(), Some("1.79.5"));
         assert_eq!(parse_version(""), None);
-        assert_eq!(major_minor("2.6.2"), Some((2, 6)));
-        assert_eq!(major_minor("2.42.0+ds"), Some((2, 42)));
     }
 }

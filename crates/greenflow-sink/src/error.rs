@@ -28,6 +28,66 @@ pub enum SinkError {
         /// The configured path.
         path: PathBuf,
     },
+    /// A program's release is outside what greenflow supports.
+    #[error(
+        "{} at `{}` is {found}, which greenflow does not support (supported: {supported}); install a supported release or set {}",
+        program.display_name(),
+        binary.display(),
+        program.config_key()
+    )]
+    UnsupportedVersion {
+        /// The program.
+        program: Program,
+        /// Its binary.
+        binary: PathBuf,
+        /// What was detected.
+        found: String,
+        /// The supported range.
+        supported: String,
+    },
+    /// The binary does not answer as the program it is configured as.
+    #[error(
+        "`{}` ({}) does not answer as {}: it prints no version{}; point {} at {}'s binary",
+        binary.display(),
+        program.config_key(),
+        program.display_name(),
+        if *program == Program::VictoriaMetrics { " and no flags" } else { "" },
+        program.config_key(),
+        program.display_name()
+    )]
+    NotTheProgram {
+        /// The program it should be.
+        program: Program,
+        /// The binary.
+        binary: PathBuf,
+    },
+    /// The data directory was written by a newer VictoriaMetrics than the one configured.
+    #[error(
+        "VictoriaMetrics `{}` ({found}) is older than the one that last wrote `{}` ({written_by}, `{}`) and cannot read its data; use that release or newer (sink.victoria_metrics.binary), or set paths.data_dir to another directory; the data was not touched",
+        binary.display(),
+        data.display(),
+        written_binary.display()
+    )]
+    DataFromNewerVictoriaMetrics {
+        /// The data directory.
+        data: PathBuf,
+        /// The release that last wrote it.
+        written_by: String,
+        /// That release's binary.
+        written_binary: PathBuf,
+        /// The configured release.
+        found: String,
+        /// The configured binary.
+        binary: PathBuf,
+    },
+    /// A component exited while the sink was starting.
+    #[error("{name} exited during start-up ({failure}); greenflow stopped the sink instead of restarting it")]
+    StartupFailed {
+        /// The component.
+        name: String,
+        /// How it exited, and its last log lines.
+        failure: crate::supervisor::StartupFailure,
+    },
     /// A port greenflow needs is taken.
     #[error("port {port} on 127.0.0.1 is already in use ({key}); stop what uses it or set {key} to a free port")]
     PortInUse {

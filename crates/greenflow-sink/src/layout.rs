@@ -10,10 +10,12 @@ use greenflow_config::{Secret, SecretVar, Settings};
 use greenflow_render::{AuthDirective, CaddyfileInput, DASHBOARD_JSON, GrafanaInput, render_caddyfile, render_grafana};
 use serde::{Deserialize, Serialize};
 
-use crate::binaries::{Program, major_minor};
+use crate::binaries::Program;
 use crate::error::SinkError;
 use crate::files::{ensure_dir, load_or_generate_secret, write_private, write_public};
 use crate::supervisor::ProcessSpec;
+use crate::versions::{self, Release};
+use crate::vm_data;
 
 /// The name of each sink component, as status and logs show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +116,15 @@ pub fn sink_password(settings: &Settings) -> Result<Secret, SinkError> {
     }
 }
 
+/// The sink's password if one exists already: `GREENFLOW_SINK_PASSWORD`, or the generated file. Never creates one,
+/// so that a command that only looks (`sink status`, `sink url`) cannot mint a password the running sink rejects.
+pub fn existing_sink_password(settings: &Settings) -> Option<Secret> {
+    settings.env.secret(SecretVar::SinkPassword).or_else(|| {
+        let path = settings.paths.secrets_dir().join("sink-password");
+        path.is_file().then(|| load_or_generate_secret(&path).ok()).flatten()
+    })
+}
+
 /// The loopback URLs for the configured port.
 pub fn loopback_urls(settings: &Settings) -> SinkUrls {
     SinkUrls::under(&format!("http://127.0.0.1:{}", settings.config.sink.http_port))
@@ -143,7 +154,7 @@ pub fn check_port_free(port: u16, key: &'static str) -> Result<(), SinkError> {
 pub fn prepare(settings: &Settings) -> Result<PreparedSink, SinkError> {
     let config = &settings.config;
     let sink = &config.sink;
-    let Preflight { vm_binary, caddy_binary, grafana } = preflight(settings)?;
+    let Preflight { vm_binary, vm_release, caddy_binary, caddy_release, grafana } = preflight(settings)?;
 
     let state = settings.paths.sink_state_dir();
     let logs_dir = state.join("logs");
@@ -153,9 +164,10 @@ pub fn prepare(settings: &Settings) -> Result<PreparedSink, SinkError> {
 
     let vm_data = settings.paths.victoria_metrics_data();
     ensure_dir(&vm_data)?;
+    vm_data::record_data_writer(&vm_data, &vm_binary, &vm_release)?;
     let vm = Component {
         name: ComponentName::VictoriaMetrics,
-        version: Program::VictoriaMetrics.version(&vm_binary),
+        version: known(&vm_release),
         listen: format!("127.0.0.1:{}", sink.victoria_metrics.port),
         spec: ProcessSpec {
             name: ComponentName::VictoriaMetrics.as_str().into(),
@@ -167,8 +179,7 @@ pub fn prepare(settings: &Settings) -> Result<PreparedSink, SinkError> {
         },
     };
 
-    let caddy_version = Program::Caddy.version(&caddy_binary);
-    let auth_directive = auth_directive_for(caddy_version.as_deref());
+    let auth_directive = versions::caddy_auth_directive(&caddy_release);
     let password_hash = bcrypt::hash(password.expose(), BCRYPT_COST).map_err(SinkError::Hash)?;
     let caddyfile = caddyfile(settings, password_hash, auth_directive, grafana.is_ok())?;
     let caddy_dir = state.join("caddy");
@@ -176,7 +187,7 @@ pub fn prepare(settings: &Settings) -> Result<PreparedSink, SinkError> {
     write_private(&caddyfile_path, &caddyfile)?;
     let caddy = Component {
         name: ComponentName::Caddy,
-        version: caddy_version,
+        version: known(&caddy_release),
         listen: format!("127.0.0.1:{}", sink.http_port),
         spec: ProcessSpec {
             name: ComponentName::Caddy.as_str().into(),
@@ -208,12 +219,9 @@ pub fn prepare(settings: &Settings) -> Result<PreparedSink, SinkError> {
     Ok(PreparedSink { components, grafana_absent, urls, username: sink.username.clone(), password, logs_dir })
 }
 
-/// The Caddy directive spelling for a Caddy version string (`v2.6.2 h1:...`); `basic_auth` when unknown.
-pub fn auth_directive_for(caddy_version: Option<&str>) -> AuthDirective {
-    caddy_version
-        .and_then(major_minor)
-        .map(|(major, minor)| AuthDirective::for_version(major, minor))
-        .unwrap_or(AuthDirective::BasicAuth)
+/// A release as status shows it; `None` when nothing is known.
+pub(crate) fn known(release: &Release) -> Option<String> {
+    (*release != Release::Unknown).then(|| release.describe())
 }
 
 /// The sink's Caddyfile for these settings: the one site layout that `sink up` and `sink render` share.
@@ -289,8 +297,12 @@ pub(crate) fn write_grafana_files(settings: &Settings, layout: &GrafanaLayout) -
 pub struct Preflight {
     /// VictoriaMetrics' binary.
     pub vm_binary: PathBuf,
+    /// Its release.
+    pub vm_release: Release,
     /// Caddy's binary.
     pub caddy_binary: PathBuf,
+    /// Its release.
+    pub caddy_release: Release,
     /// Grafana's binary and home, or why it will not run.
     pub grafana: Result<GrafanaInstall, GrafanaAbsence>,
 }
@@ -304,16 +316,20 @@ pub struct GrafanaInstall {
     pub homepath: PathBuf,
 }
 
-/// The checks that need no writing: the binaries exist and the ports are free.
+/// The checks that need no writing: the binaries exist in supported releases, VictoriaMetrics can read its data
+/// directory, and the ports are free.
 pub fn preflight(settings: &Settings) -> Result<Preflight, SinkError> {
     let sink = &settings.config.sink;
     let vm_binary = Program::VictoriaMetrics.locate(sink.victoria_metrics.binary.as_deref(), &settings.env)?;
+    let vm_release = versions::detect_supported(Program::VictoriaMetrics, &vm_binary)?;
+    vm_data::check_data_writer(&settings.paths.victoria_metrics_data(), &vm_binary, &vm_release)?;
     let caddy_binary = Program::Caddy.locate(sink.caddy.binary.as_deref(), &settings.env)?;
+    let caddy_release = versions::detect_supported(Program::Caddy, &caddy_binary)?;
     let grafana = locate_grafana(settings)?;
     for (port, key) in ports(settings, grafana.is_ok()) {
         check_port_free(port, key)?;
     }
-    Ok(Preflight { vm_binary, caddy_binary, grafana })
+    Ok(Preflight { vm_binary, vm_release, caddy_binary, caddy_release, grafana })
 }
 
 fn victoria_metrics_args(settings: &Settings, data: &Path) -> Vec<OsString> {
@@ -397,7 +413,7 @@ fn prepare_grafana(
     args.extend(["--homepath".into(), homepath.as_os_str().to_owned(), "--config".into(), ini_path.into_os_string()]);
     Ok(Component {
         name: ComponentName::Grafana,
-        version: Program::Grafana.version(&binary),
+        version: known(&versions::detect(Program::Grafana, &binary)),
         listen: format!("127.0.0.1:{}", config.sink.grafana.port),
         spec: ProcessSpec {
             name: ComponentName::Grafana.as_str().into(),

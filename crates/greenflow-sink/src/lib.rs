@@ -13,18 +13,20 @@ mod render;
 mod runtime;
 mod status;
 pub mod supervisor;
+pub mod versions;
+pub mod vm_data;
 
-pub use binaries::{Program, major_minor, parse_version};
+pub use binaries::{Program, parse_version};
 pub use client::{ImportSeries, InstantSample, SinkClient, promql_string};
 pub use error::SinkError;
 pub use files::{dir_size, ensure_dir, load_or_generate_secret, write_private, write_public};
 pub use layout::{
-    Component, ComponentName, GrafanaAbsence, GrafanaInstall, Preflight, PreparedSink, SinkUrls, auth_directive_for,
-    check_port_free, loopback_urls, preflight, prepare, sink_password,
+    Component, ComponentName, GrafanaAbsence, GrafanaInstall, Preflight, PreparedSink, SinkUrls, check_port_free,
+    existing_sink_password, loopback_urls, preflight, prepare, sink_password,
 };
 pub use render::{PASSWORD_HASH_VAR, RenderSecrets, RenderedConfig, render_config};
 pub use runtime::{
-    ComponentState, Health, RunningSink, STATE_FORMAT_VERSION, SinkLock, SinkState, StopOutcome, check_health,
-    read_state, running_supervisor, stop_running,
+    ComponentState, Health, RunningSink, STATE_FORMAT_VERSION, SinkLock, SinkPresence, SinkState, StopOutcome,
+    check_health, read_state, running_supervisor, sink_presence, stop_running, unsupervised_sink_answers,
 };
 pub use status::{ComponentStatus, SinkStatus, sink_status};

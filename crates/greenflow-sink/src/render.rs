@@ -12,7 +12,8 @@ use serde::Serialize;
 use crate::binaries::Program;
 use crate::error::SinkError;
 use crate::files::{ensure_dir, write_public};
-use crate::layout::{GrafanaLayout, auth_directive_for, caddyfile, write_grafana_files};
+use crate::layout::{GrafanaLayout, caddyfile, write_grafana_files};
+use crate::versions::{self, Release};
 
 /// The environment variable the rendered Caddyfile takes the bcrypt hash of the sink password from.
 pub const PASSWORD_HASH_VAR: &str = "GREENFLOW_SINK_PASSWORD_HASH";
@@ -55,13 +56,14 @@ pub fn render_config(settings: &Settings, out: &Path, secrets: &RenderSecrets) -
         source,
     })?;
     let sink = &settings.config.sink;
-    let caddy_version = Program::Caddy
-        .locate(sink.caddy.binary.as_deref(), &settings.env)
-        .ok()
-        .and_then(|binary| Program::Caddy.version(&binary));
+    // The Caddy that will serve the file picks the directive; without one here, the current spelling.
+    let caddy_release = match Program::Caddy.locate(sink.caddy.binary.as_deref(), &settings.env) {
+        Ok(binary) => versions::detect_supported(Program::Caddy, &binary)?,
+        Err(_) => Release::Unknown,
+    };
     let with_grafana = sink.grafana.enabled;
     let rendered =
-        caddyfile(settings, HASH_SENTINEL.to_owned(), auth_directive_for(caddy_version.as_deref()), with_grafana)?;
+        caddyfile(settings, HASH_SENTINEL.to_owned(), versions::caddy_auth_directive(&caddy_release), with_grafana)?;
     let quoted = format!("\"{HASH_SENTINEL}\"");
     if rendered.matches(&quoted).count() != 1 {
         return Err(SinkError::RenderedLayout { reason: "the user name collides with the password-hash placeholder" });

@@ -128,6 +128,37 @@ pub fn running_supervisor(settings: &Settings) -> Option<u32> {
     }
 }
 
+/// True when something answers as the sink on the configured ports although no greenflow process supervises it:
+/// the services of the NixOS or home-manager module, or a sink started by hand. VictoriaMetrics' `/health` or any
+/// HTTP answer of Caddy's loopback site counts.
+pub async fn unsupervised_sink_answers(settings: &Settings) -> bool {
+    let sink = &settings.config.sink;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).no_proxy().build().unwrap_or_default();
+    let vm = format!("http://127.0.0.1:{}/health", sink.victoria_metrics.port);
+    let caddy = format!("http://127.0.0.1:{}/vm/health", sink.http_port);
+    let (vm, caddy) = tokio::join!(http.get(&vm).send(), http.get(&caddy).send());
+    vm.is_ok_and(|r| r.status().is_success()) || caddy.is_ok()
+}
+
+/// Who runs the sink, if anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkPresence {
+    /// A greenflow process supervises it (`sink up`, `demo`), with this pid.
+    Supervised(u32),
+    /// It answers on the configured ports, run by something else (a service manager).
+    Unsupervised,
+    /// Nothing runs.
+    Absent,
+}
+
+/// Finds the running sink, whoever started it.
+pub async fn sink_presence(settings: &Settings) -> SinkPresence {
+    if let Some(pid) = running_supervisor(settings) {
+        return SinkPresence::Supervised(pid);
+    }
+    if unsupervised_sink_answers(settings).await { SinkPresence::Unsupervised } else { SinkPresence::Absent }
+}
+
 /// The state file of the running sink, if it runs.
 pub fn read_state(settings: &Settings) -> Option<SinkState> {
     running_supervisor(settings)?;
@@ -149,6 +180,10 @@ pub struct RunningSink {
 impl RunningSink {
     /// Takes the lock, prepares every file and starts the components. Nothing runs if a check fails.
     pub async fn start(settings: &Settings, detached: bool) -> Result<Self, SinkError> {
+        // The checks that write nothing come first, so that a refusal leaves no directory behind.
+        if running_supervisor(settings).is_none() {
+            crate::layout::preflight(settings)?;
+        }
         let lock = SinkLock::acquire(settings)?;
         let prepared = prepare(settings)?;
         let supervisor = Supervisor::start(prepared.components.iter().map(|c| c.spec.clone()).collect()).await?;
@@ -206,8 +241,12 @@ impl RunningSink {
     ) -> Result<(), SinkError> {
         let deadline = Instant::now() + timeout;
         loop {
+            if let Some((name, failure)) = self.supervisor.startup_failure() {
+                return Err(SinkError::StartupFailed { name, failure });
+            }
             let health = check_health(&self.state(), &self.prepared.username, &self.prepared.password).await;
             if health.is_ok() {
+                self.supervisor.mark_started();
                 return Ok(());
             }
             progress(&health.waiting());
@@ -224,7 +263,9 @@ impl RunningSink {
 
     /// Stops every component and removes the state file; the lock is released last.
     pub async fn stop(self) {
+        // Wait for the publisher to be gone: a write it had begun must not recreate the file removed below.
         self.publisher.abort();
+        let _ = self.publisher.await;
         self.supervisor.stop().await;
         let _ = fs::remove_file(&self.state_path);
     }
@@ -298,23 +339,36 @@ pub async fn check_health(state: &SinkState, username: &str, password: &Secret) 
                 detail: "not running".into(),
             })
         } else {
-            match component.name {
-                ComponentName::VictoriaMetrics => {
-                    SinkClient::new(format!("http://{}", component.listen), None).health().await
-                }
-                ComponentName::Caddy => {
-                    SinkClient::new(state.urls.query_url.clone(), Some((username.to_owned(), password.clone())))
-                        .health()
-                        .await
-                }
-                ComponentName::Grafana => {
-                    SinkClient::new(format!("http://{}/api", component.listen), None).health().await
-                }
-            }
+            probe_component(component.name, &component.listen, &state.urls, username, Some(password)).await
         };
         results.push((component.name, result));
     }
     Health(results)
+}
+
+/// One component's health check, whoever runs it. Caddy's is the authenticated path to VictoriaMetrics, so it
+/// needs the password; without one it is reported as not checked.
+pub async fn probe_component(
+    name: ComponentName,
+    listen: &str,
+    urls: &SinkUrls,
+    username: &str,
+    password: Option<&Secret>,
+) -> Result<(), SinkError> {
+    match name {
+        ComponentName::VictoriaMetrics => SinkClient::new(format!("http://{listen}"), None).health().await,
+        ComponentName::Caddy => match password {
+            Some(password) => {
+                SinkClient::new(urls.query_url.clone(), Some((username.to_owned(), password.clone()))).health().await
+            }
+            None => Err(SinkError::Answer {
+                what: "caddy".into(),
+                url: urls.query_url.clone(),
+                detail: "not checked: no sink password here (set GREENFLOW_SINK_PASSWORD to the sink's)".into(),
+            }),
+        },
+        ComponentName::Grafana => SinkClient::new(format!("http://{listen}/api"), None).health().await,
+    }
 }
 
 /// What `sink down` did.

@@ -7,14 +7,19 @@ use serde::Serialize;
 
 use crate::binaries::Program;
 use crate::files::dir_size;
-use crate::layout::{ComponentName, GrafanaAbsence, SinkUrls, loopback_urls, sink_password};
-use crate::runtime::{check_health, read_state, running_supervisor};
+use crate::layout::{ComponentName, GrafanaAbsence, SinkUrls, existing_sink_password, known, loopback_urls};
+use crate::runtime::{check_health, probe_component, read_state, running_supervisor, unsupervised_sink_answers};
+use crate::versions;
 
 /// The sink as a whole.
 #[derive(Debug, Clone, Serialize)]
 pub struct SinkStatus {
-    /// Whether a greenflow process supervises the sink.
+    /// Whether the sink runs (supervised by greenflow, or answering on its ports under a service manager).
     pub running: bool,
+    /// Who runs it: `greenflow` (`sink up`, `demo`) or `unsupervised` (the NixOS or home-manager module's services,
+    /// or anything else answering on the configured ports).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<&'static str>,
     /// That process' pid.
     pub supervisor_pid: Option<u32>,
     /// Whether it runs detached.
@@ -76,6 +81,7 @@ pub async fn sink_status(settings: &Settings) -> SinkStatus {
     let data_dir = settings.paths.data_dir.clone();
     let base = SinkStatus {
         running: false,
+        managed_by: None,
         supervisor_pid: running_supervisor(settings),
         detached: None,
         started_at: None,
@@ -87,7 +93,7 @@ pub async fn sink_status(settings: &Settings) -> SinkStatus {
     };
     match read_state(settings) {
         Some(state) => {
-            let password = sink_password(settings).ok();
+            let password = existing_sink_password(settings);
             let health = match &password {
                 Some(password) => Some(check_health(&state, &sink.username, password).await),
                 None => None,
@@ -119,6 +125,7 @@ pub async fn sink_status(settings: &Settings) -> SinkStatus {
             }
             SinkStatus {
                 running: true,
+                managed_by: Some("greenflow"),
                 supervisor_pid: Some(state.supervisor_pid),
                 detached: Some(state.detached),
                 started_at: state.started_at.format(&time::format_description::well_known::Rfc3339).ok(),
@@ -126,6 +133,9 @@ pub async fn sink_status(settings: &Settings) -> SinkStatus {
                 urls: state.urls,
                 ..base
             }
+        }
+        None if base.supervisor_pid.is_none() && unsupervised_sink_answers(settings).await => {
+            unsupervised_status(settings, base).await
         }
         None => {
             let components = [
@@ -148,7 +158,7 @@ pub async fn sink_status(settings: &Settings) -> SinkStatus {
                     running: false,
                     pid: None,
                     healthy: None,
-                    version: binary.as_deref().and_then(|b| program.version(b)),
+                    version: binary.as_deref().and_then(|b| known(&versions::detect(program, b))),
                     listen: format!("127.0.0.1:{port}"),
                     restarts: 0,
                     detail: if binary.is_none() { Some("not installed".into()) } else { None },
@@ -158,6 +168,41 @@ pub async fn sink_status(settings: &Settings) -> SinkStatus {
             SinkStatus { components, ..base }
         }
     }
+}
+
+/// The status of a sink that answers on the configured ports without greenflow's supervisor: each component is
+/// asked on its port; pids and restarts are the service manager's to tell.
+async fn unsupervised_status(settings: &Settings, base: SinkStatus) -> SinkStatus {
+    let sink = &settings.config.sink;
+    let password = existing_sink_password(settings);
+    let mut components = Vec::new();
+    for (name, port) in [
+        (ComponentName::VictoriaMetrics, sink.victoria_metrics.port),
+        (ComponentName::Caddy, sink.http_port),
+        (ComponentName::Grafana, sink.grafana.port),
+    ] {
+        let listen = format!("127.0.0.1:{port}");
+        let result = probe_component(name, &listen, &base.urls, &sink.username, password.as_ref()).await;
+        let required = name != ComponentName::Grafana;
+        let answers = result.is_ok();
+        components.push(ComponentStatus {
+            name,
+            required,
+            installed: true,
+            running: answers || required,
+            pid: None,
+            healthy: if answers || required { Some(answers) } else { None },
+            version: None,
+            listen,
+            restarts: 0,
+            detail: match result {
+                Ok(()) => None,
+                Err(_) if !required => Some("not answering".into()),
+                Err(err) => Some(err.to_string()),
+            },
+        });
+    }
+    SinkStatus { running: true, managed_by: Some("unsupervised"), components, ..base }
 }
 
 fn absent_grafana(settings: &Settings, absence: &GrafanaAbsence) -> ComponentStatus {

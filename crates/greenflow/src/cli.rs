@@ -17,7 +17,9 @@ use clap::{Args, Parser, Subcommand};
 #[command(after_help = "Exit status: 0 success, 1 the sink or a run is not healthy, 2 error (bad input, missing \
                         program, ...).\nLogging: -v/-q, or RUST_LOG (e.g. RUST_LOG=greenflow_sink=debug).")]
 pub struct Cli {
-    /// Configuration file [default: greenflow.yaml found upward from the working directory; none: defaults].
+    /// Configuration file [default: greenflow.yaml found upward from the working directory, else
+    /// $XDG_CONFIG_HOME/greenflow/greenflow.yaml (home-manager), else /etc/greenflow/greenflow.yaml (NixOS); none:
+    /// defaults].
     #[arg(long, short = 'c', global = true, env = "GREENFLOW_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -37,6 +39,17 @@ pub struct Cli {
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    ///
+    /// Examples:
+    ///   greenflow completions bash > ~/.local/share/bash-completion/completions/greenflow
+    ///   greenflow completions zsh > "${fpath[1]}/_greenflow"
+    ///   greenflow completions fish > ~/.config/fish/completions/greenflow.fish
+    /// The Nix package installs all three.
+    #[command(verbatim_doc_comment)]
+    Completions(CompletionsArgs),
+    /// Write the man pages (greenflow.1 and one greenflow-<command>.1 per command) into a directory.
+    Man(ManArgs),
     /// Write a commented greenflow.yaml, .secrets.env.example and .envrc into the current directory.
     Init(InitArgs),
     /// Inspect the effective configuration.
@@ -130,6 +143,22 @@ pub struct BenchStartupArgs {
     pub json: bool,
 }
 
+/// `greenflow completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `greenflow man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
 /// `greenflow init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -169,7 +198,8 @@ pub enum SinkCommand {
     Render(SinkRenderArgs),
     /// Print a prometheus.yml for a Prometheus outside Kubernetes that writes into this sink: it scrapes itself and
     /// remote-writes with basic auth (the password read from --password-file), the queue settings of
-    /// greenflow.yaml and the --label pairs as external labels. Run it with `prometheus --enable-feature=agent`.
+    /// greenflow.yaml and the --label pairs as external labels. Run it in agent mode: `prometheus --agent` (before
+    /// Prometheus 3: `--enable-feature=agent`).
     PrometheusConfig(SinkPrometheusConfigArgs),
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use greenflow_config::Settings;
 use greenflow_runs::{BackendKind, Workload, validate_name};
-use greenflow_sink::{loopback_urls, running_supervisor};
+use greenflow_sink::{SinkPresence, loopback_urls, sink_presence};
 
 use crate::cli::DemoArgs;
 use crate::commands::run::{drive, local_backend, request};
@@ -16,7 +16,7 @@ use crate::commands::sink::{start_sink, wait_healthy};
 pub async fn run(settings: &Settings, args: &DemoArgs) -> anyhow::Result<u8> {
     validate_name(&args.name)?;
     // The sink: the running one, or one started (and later stopped) here.
-    let own_sink = if running_supervisor(settings).is_some() {
+    let own_sink = if sink_presence(settings).await != SinkPresence::Absent {
         eprintln!("using the running sink");
         None
     } else {

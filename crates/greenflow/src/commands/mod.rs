@@ -4,6 +4,7 @@ mod bench;
 mod cluster;
 mod config;
 mod demo;
+mod docs;
 mod init;
 mod prometheus_config;
 mod render;
@@ -18,12 +19,15 @@ use crate::cli::{BenchCommand, Cli, Command, ConfigCommand, RunsCommand, SinkCom
 
 /// Runs the chosen command; returns the exit status.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
-    if let Command::Init(args) = &cli.command {
-        return init::run(args);
+    match &cli.command {
+        Command::Init(args) => return init::run(args),
+        Command::Completions(args) => return docs::completions(args),
+        Command::Man(args) => return docs::man(args),
+        _ => {}
     }
     let settings = load_settings(&cli)?;
     match cli.command {
-        Command::Init(_) => unreachable!("handled above"),
+        Command::Init(_) | Command::Completions(_) | Command::Man(_) => unreachable!("handled above"),
         Command::Config(ConfigCommand::Show(args)) => config::show(&settings, &args),
         Command::Sink(SinkCommand::Up(args)) => sink::up(&settings, &args, cli.config.as_deref()).await,
         Command::Sink(SinkCommand::Down) => sink::down(&settings).await,

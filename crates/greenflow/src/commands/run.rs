@@ -234,8 +234,12 @@ fn needs_recovery(record: &RunRecord, host: &str, named: bool) -> bool {
     }
 }
 
-/// Whether `pid` is still a greenflow process (a reused pid of another program does not count).
+/// Whether `pid` is still a greenflow process (on Linux a reused pid of another program does not count; elsewhere
+/// any live process with that pid does, which errs on the side of leaving a run alone).
 fn process_alive(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("greenflow"))
+    if cfg!(target_os = "linux") {
+        return std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("greenflow"));
+    }
+    i32::try_from(pid).is_ok_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
 }

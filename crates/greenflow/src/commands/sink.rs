@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use greenflow_config::Settings;
 use greenflow_sink::{
-    ComponentName, GrafanaAbsence, RunningSink, SinkError, SinkStatus, SinkUrls, StopOutcome, check_health, ensure_dir,
-    loopback_urls, preflight, read_state, running_supervisor, sink_password, sink_status, stop_running,
+    ComponentName, GrafanaAbsence, RunningSink, SinkError, SinkPresence, SinkStatus, SinkUrls, StopOutcome,
+    check_health, ensure_dir, existing_sink_password, loopback_urls, preflight, read_state, running_supervisor,
+    sink_password, sink_presence, sink_status, stop_running,
 };
 use serde_json::json;
 
@@ -20,6 +21,14 @@ use crate::ui::{Progress, human_bytes, human_duration};
 
 /// `sink up`: in the foreground until Ctrl-C or SIGTERM, or detached.
 pub async fn up(settings: &Settings, args: &SinkUpArgs, config_flag: Option<&Path>) -> anyhow::Result<u8> {
+    if !args.detached_child && sink_presence(settings).await == SinkPresence::Unsupervised {
+        eprintln!(
+            "a sink already answers on 127.0.0.1:{} (not started by greenflow: a service manager's, e.g. the NixOS or \
+             home-manager module); not starting a second one. `greenflow sink status` shows it",
+            settings.config.sink.http_port
+        );
+        return Ok(exit::OK);
+    }
     if args.detach && !args.detached_child {
         return detach(settings, args, config_flag).await;
     }
@@ -197,6 +206,9 @@ pub async fn status(settings: &Settings, args: &FormatArgs) -> anyhow::Result<u8
 
 fn print_status(status: &SinkStatus) {
     match (status.running, status.supervisor_pid) {
+        (true, None) => println!(
+            "sink: running, not supervised by greenflow (a service manager's, e.g. the NixOS or home-manager module)"
+        ),
         (true, Some(pid)) => println!(
             "sink: running (pid {pid}{}, since {})",
             if status.detached == Some(true) { ", detached" } else { "" },
@@ -250,7 +262,15 @@ pub fn url(settings: &Settings, args: &SinkUrlArgs) -> anyhow::Result<u8> {
         loopback_urls(settings)
     };
     let username = &settings.config.sink.username;
-    let password = if args.show_password { Some(sink_password(settings)?) } else { None };
+    let password = match args.show_password {
+        true => Some(existing_sink_password(settings).ok_or_else(|| {
+            anyhow!(
+                "no sink password here yet: set GREENFLOW_SINK_PASSWORD to the running sink's, or start the sink \
+                 (`greenflow sink up`), which generates one"
+            )
+        })?),
+        false => None,
+    };
     let grafana_running =
         read_state(settings).is_some_and(|s| s.components.iter().any(|c| c.name == ComponentName::Grafana));
     if args.json {
