@@ -36,7 +36,7 @@ fn start_agent(project: &Project, password: &str) -> Agent {
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
     let child = std::process::Command::new("prometheus")
         .args([
-            "--enable-feature=agent".to_owned(),
+            common::prometheus_agent_flag(),
             format!("--config.file={}", dir.join("prometheus.yml").display()),
             format!("--storage.agent.path={}", dir.join("wal").display()),
             format!("--web.listen-address=127.0.0.1:{port}"),

@@ -45,7 +45,7 @@ fn a_prometheus_with_the_printed_config_writes_labelled_samples_into_the_sink() 
     let log = std::fs::File::create(project.path().join("prometheus.log")).unwrap();
     let _prometheus = Killed(
         Command::new("prometheus")
-            .arg("--enable-feature=agent")
+            .arg(common::prometheus_agent_flag())
             .arg(format!("--config.file={}", config_file.display()))
             .arg(format!("--storage.agent.path={}", project.path().join("wal").display()))
             .arg(format!("--web.listen-address={target}"))

@@ -26,6 +26,43 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The directory of the program set under test (`GREENFLOW_TEST_PROGRAMS`, see `scripts/test`), if one is set.
+pub fn test_programs_dir() -> Option<PathBuf> {
+    std::env::var_os("GREENFLOW_TEST_PROGRAMS").filter(|d| !d.is_empty()).map(PathBuf::from)
+}
+
+/// The PATH greenflow gets in tests: the program set under test first, then this process' PATH without any
+/// directory that holds a Grafana (tests give Grafana as a stand-in by path, so that none depends on whether the
+/// machine has one: `nix develop` puts the real one on PATH).
+pub fn test_path() -> std::ffi::OsString {
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = test_programs_dir()
+        .into_iter()
+        .chain(std::env::split_paths(&inherited))
+        .filter(|dir| !["grafana", "grafana-server"].iter().any(|name| dir.join(name).is_file()));
+    std::env::join_paths(dirs).unwrap()
+}
+
+/// Finds a program the way greenflow will in tests (on [`test_path`]).
+pub fn which_program(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&test_path()).map(|dir| dir.join(name)).find(|path| path.is_file())
+}
+
+/// The version a program reports (first line of `--version`, or `version` for Caddy).
+pub fn program_version_output(name: &str, args: &[&str]) -> String {
+    let program = which_program(name).unwrap_or_else(|| panic!("{name} is needed for this test"));
+    let output = Command::new(program).args(args).output().unwrap();
+    String::from_utf8_lossy(&output.stdout).lines().next().unwrap_or_default().trim().to_owned()
+}
+
+/// The flag that starts the Prometheus under test in agent mode (`--agent` from 3.0, before that
+/// `--enable-feature=agent`), chosen by greenflow's own version table.
+pub fn prometheus_agent_flag() -> String {
+    use greenflow_sink::{Program, versions};
+    let binary = which_program("prometheus").expect("prometheus is needed for this test (scripts/install-deps)");
+    versions::prometheus_agent_flag(&versions::detect(Program::Prometheus, &binary)).to_owned()
+}
+
 /// The ports of one test's sink.
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
@@ -86,6 +123,8 @@ impl Project {
             .env("XDG_DATA_HOME", self.path().join("xdg-data"))
             .env("XDG_STATE_HOME", self.path().join("xdg-state"))
             .env("HOME", self.path())
+            .env("PATH", test_path())
+            .env_remove("XDG_CONFIG_HOME")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null());
         for name in [
@@ -359,7 +398,7 @@ pub fn wait_for_file(path: &Path, timeout: Duration) {
 /// A stand-in `grafana` (Grafana cannot be installed on the test machines): a small Python HTTP server that checks
 /// the command line Grafana gets, reads the generated grafana.ini for its port as Grafana would, and answers
 /// `/api/health`.
-const FAKE_GRAFANA: &str = r#"#!/usr/bin/env python3
+const FAKE_GRAFANA: &str = r#"
 import http.server, json, os, re, sys
 args = sys.argv[1:]
 if args == ["--version"]:
@@ -394,7 +433,9 @@ pub fn fake_grafana(dir: &Path) -> std::path::PathBuf {
     std::fs::create_dir_all(home.join("conf")).unwrap();
     std::fs::write(home.join("conf/defaults.ini"), "[server]\n").unwrap();
     let binary = home.join("bin/grafana");
-    std::fs::write(&binary, FAKE_GRAFANA).unwrap();
+    // The interpreter by absolute path: the Nix build sandbox has no /usr/bin/env.
+    let python = which_program("python3").expect("python3 is needed for the Grafana stand-in");
+    std::fs::write(&binary, format!("#!{}\n{FAKE_GRAFANA}", python.display())).unwrap();
     std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     binary
 }
