@@ -24,42 +24,73 @@
         "x86_64-linux"
         "aarch64-linux"
       ];
+      # Packages, apps, the shell and the formatter only: the NixOS VM test and the home-manager check are Linux's.
       darwin = [
         "x86_64-darwin"
         "aarch64-darwin"
       ];
       forSystems = systems: f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
 
+      # The programs nixpkgs builds for this platform: Grafana, for one, is not built for every darwin
+      # (pkgs/by-name/gr/grafana/package.nix, meta.platforms). greenflow runs the sink without Grafana and names any
+      # other program it misses.
+      available = pkgs: builtins.filter (lib.meta.availableOn pkgs.stdenv.hostPlatform);
+
       # The crane build for one package set.
       build =
         pkgs:
         import ./nix/crane.nix {
-          inherit (pkgs) lib makeWrapper;
+          inherit (pkgs)
+            lib
+            stdenv
+            makeWrapper
+            installShellFiles
+            runCommand
+            ;
           craneLib = crane.mkLib pkgs;
-          runtimeInputs = with pkgs; [
-            victoriametrics
-            caddy
-            grafana
-            prometheus
-            prometheus-node-exporter
-            kubernetes-helm
-          ];
+          runtimeInputs = available pkgs (
+            with pkgs;
+            [
+              victoriametrics
+              caddy
+              grafana
+              prometheus
+              prometheus-node-exporter
+              kubernetes-helm
+            ]
+          );
           testInputs = with pkgs; [
             victoriametrics
             caddy
             prometheus
             prometheus-node-exporter
+            kubernetes-helm
             python3
           ];
         };
 
-      # The modules default their package to this flake's, built against the user's nixpkgs.
+      # The modules default their package to this flake's, built against the user's nixpkgs. The Caddyfile and
+      # Grafana's files are rendered when the system is built, by a greenflow that runs there: the package itself
+      # when the build platform can run it, else the same greenflow built from pkgs.buildPackages (cross builds).
       withPackage =
         module:
-        { lib, pkgs, ... }:
+        {
+          config,
+          lib,
+          pkgs,
+          ...
+        }:
         {
           imports = [ module ];
-          services.greenflow.sink.package = lib.mkDefault (build pkgs).greenflow;
+          services.greenflow.sink = {
+            package = lib.mkDefault (build pkgs).greenflow;
+            renderPackage = lib.mkDefault (
+              if pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform then
+                config.services.greenflow.sink.package
+              else
+                (build pkgs.buildPackages).greenflow
+            );
+          };
         };
     in
     {
@@ -89,33 +120,39 @@
         in
         {
           default = craneLib.devShell {
-            # Inherit the checks' inputs (the test programs among them) where the checks exist.
-            checks = self.checks.${pkgs.stdenv.hostPlatform.system} or { };
-            packages = with pkgs; [
-              rust-analyzer
-              cargo-nextest
-              cargo-deny
-              kubernetes-helm
-              kubectl
-              victoriametrics
-              caddy
-              grafana
-              prometheus
-              prometheus-node-exporter
-              nixfmt
-              deadnix
-            ];
+            # The build inputs of the crane checks (cargo-nextest, cargo-deny, ...), on every system; not the NixOS
+            # VM test's.
+            checks = (build pkgs).checks;
+            packages = available pkgs (
+              with pkgs;
+              [
+                rust-analyzer
+                cargo-nextest
+                cargo-deny
+                kubernetes-helm
+                kubectl
+                victoriametrics
+                caddy
+                grafana
+                prometheus
+                prometheus-node-exporter
+                nixfmt
+                deadnix
+              ]
+            );
           };
         }
       );
 
-      formatter = forSystems (linux ++ darwin) (pkgs: pkgs.nixfmt);
+      # `nix fmt` formats the whole tree (treefmt with nixfmt; pkgs/by-name/ni/nixfmt-tree), not one file.
+      formatter = forSystems (linux ++ darwin) (pkgs: pkgs.nixfmt-tree);
 
       overlays.default = final: _prev: { greenflow = (build final).greenflow; };
 
       nixosModules.default = withPackage ./modules/nixos.nix;
+      # home-manager's own name for this output; Nix knows no home-manager output, so `nix flake check` lists it as
+      # unknown.
       homeModules.default = withPackage ./modules/home-manager.nix;
-      homeManagerModules.default = self.homeModules.default;
 
       checks = forSystems linux (
         pkgs:

@@ -1,7 +1,9 @@
 # `services.greenflow.sink` for home-manager: the same sink as `greenflow sink up`, as systemd user services, no root.
 # Data and state live where the CLI looks (XDG data and state directories), with the same ports, so `greenflow sink
-# url`, `greenflow run` and `greenflow demo` find it. The Caddyfile and Grafana's files come from `greenflow sink
-# render` (modules/render.nix).
+# url`, `greenflow run` and `greenflow demo` find it; the same settings go to $XDG_CONFIG_HOME/greenflow/greenflow.yaml,
+# where the CLI looks for its configuration. The Caddyfile and Grafana's files come from `greenflow sink render`
+# (modules/render.nix). Checked against home-manager release-25.11 (3ee51fbdac): modules/systemd.nix
+# (systemd.user.{services,paths}, systemctlPath), modules/misc/xdg.nix, modules/lib/assertions.nix.
 {
   config,
   lib,
@@ -62,6 +64,8 @@ let
     printf "GREENFLOW_SINK_PASSWORD_HASH='%s'\n" "$hash" > "$RUNTIME_DIRECTORY/caddy.env"
   '';
 
+  # `<paths.data_dir>/victoria-metrics`: where the CLI takes VictoriaMetrics' data to be
+  # (crates/greenflow-config/src/paths.rs, victoria_metrics_data), so `greenflow sink status` sizes these samples.
   vmArgs = gflib.victoriaMetricsArgs {
     port = cfg.victoriametrics.port;
     dataDir = "${dataDir}/victoria-metrics";
@@ -70,7 +74,7 @@ let
   };
 in
 {
-  options.services.greenflow.sink = import ./options.nix { inherit lib; } // {
+  options.services.greenflow.sink = import ./options.nix { inherit lib pkgs cfg; } // {
     victoriametricsPackage = lib.mkPackageOption pkgs "victoriametrics" { };
     caddyPackage = lib.mkPackageOption pkgs "caddy" { };
     grafanaPackage = lib.mkPackageOption pkgs "grafana" { };
@@ -86,6 +90,9 @@ in
     ];
 
     home.packages = [ cfg.package ];
+    # The settings the units run with (the greenflow.yaml the renderer read): ports, user name, public host and the
+    # data and state directories, so `greenflow sink url`, `runs` and `run` find this sink without a project file.
+    xdg.configFile."greenflow/greenflow.yaml".source = "${rendered}/greenflow.yaml";
 
     systemd.user.services = {
       greenflow-sink-secrets = {
@@ -142,6 +149,21 @@ in
         Install.WantedBy = [ "default.target" ];
       };
     }
+    // lib.optionalAttrs (cfg.passwordFile != null) {
+      greenflow-sink-password-changed = {
+        Unit.Description = "greenflow sink: hash the changed sink password again and restart Caddy";
+        Service = {
+          Type = "oneshot";
+          ExecStart = lib.escapeShellArgs [
+            config.systemd.user.systemctlPath
+            "--user"
+            "try-restart"
+            "greenflow-sink-secrets.service"
+            "greenflow-caddy.service"
+          ];
+        };
+      };
+    }
     // lib.optionalAttrs cfg.grafana.enable {
       greenflow-grafana = {
         Unit = {
@@ -169,6 +191,20 @@ in
           ];
           Restart = "on-failure";
           RestartSec = 1;
+        };
+        Install.WantedBy = [ "default.target" ];
+      };
+    };
+
+    # A password file given as an option and written anew or replaced is hashed again, and Caddy restarted with the
+    # new hash (Caddy is ordered after the secrets unit; Grafana, which Requires= it too, restarts with it). A
+    # generated password is this module's own and stays.
+    systemd.user.paths = lib.optionalAttrs (cfg.passwordFile != null) {
+      greenflow-sink-password = {
+        Unit.Description = "greenflow sink: watch the sink password file";
+        Path = {
+          PathChanged = cfg.passwordFile;
+          Unit = "greenflow-sink-password-changed.service";
         };
         Install.WantedBy = [ "default.target" ];
       };

@@ -1,6 +1,11 @@
 # The options the NixOS and home-manager modules share: the sink as `greenflow sink up` runs it. Ports and paths
 # default to greenflow's own defaults, so the CLI finds a sink these modules run.
-{ lib }:
+{
+  lib,
+  pkgs,
+  # config.services.greenflow.sink, for defaults that follow other options.
+  cfg,
+}:
 let
   inherit (lib) mkOption mkEnableOption types;
 in
@@ -11,8 +16,25 @@ in
     type = types.package;
     defaultText = lib.literalExpression "greenflow.packages.\${system}.greenflow";
     description = ''
-      The greenflow package; it renders the Caddyfile and Grafana's provisioning at build time. The flake's
-      module sets it to the flake's own package for the host's system.
+      The greenflow package, installed for users of this machine. The flake's module sets it to the flake's own
+      package for the host's system.
+    '';
+  };
+
+  renderPackage = mkOption {
+    type = types.package;
+    default =
+      if pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform then
+        cfg.package
+      else
+        throw "services.greenflow.sink.renderPackage must be set when cross-compiling: greenflow built for the build platform (pkgs.buildPackages), which runs `greenflow sink render` while the system is built. The flake's module sets it.";
+    defaultText = lib.literalMD ''
+      `package` when the build platform can run it; when cross-compiling the flake's module builds greenflow from
+      `pkgs.buildPackages`
+    '';
+    description = ''
+      The greenflow that renders the Caddyfile and Grafana's provisioning (`greenflow sink render`) while the system
+      is built: it runs on the build platform, so a cross-built system needs greenflow built for that platform.
     '';
   };
 
@@ -22,7 +44,9 @@ in
     example = "laptop.tail1234.ts.net";
     description = ''
       The name (a tailnet name) or https URL the cluster reaches this machine at (`sink.public_host`). Caddy serves
-      a TLS site for it; a `*.ts.net` certificate comes from tailscaled.
+      a TLS site for it; a `*.ts.net` certificate comes from tailscaled. For a tailnet name the NixOS module opens
+      the site's port (443, or the URL's) in the firewall on the Tailscale interface only; any other address is
+      yours to open.
     '';
   };
 
@@ -44,8 +68,9 @@ in
     example = "/run/secrets/greenflow-sink-password";
     description = ''
       File holding the password for remote write and queries. Only a path: the password never enters the Nix
-      store; its bcrypt hash reaches Caddy at start through the environment. Required by the NixOS module; the
-      home-manager module generates one in the data directory when unset, as `greenflow sink up` does.
+      store; its bcrypt hash reaches Caddy at start through the environment, and is computed again (Caddy
+      restarted) whenever the file is written anew or replaced. Required by the NixOS module; the home-manager
+      module generates one in the data directory when unset, as `greenflow sink up` does.
     '';
   };
 

@@ -1,8 +1,11 @@
 # The sink's Caddyfile and Grafana provisioning, rendered at build time by `greenflow sink render` from a
 # greenflow.yaml written from the module's options: the same renderers as `greenflow sink up`, no secret inside.
+# Everything run here runs on the build platform: `cfg.renderPackage` (greenflow for that platform) and a Caddy
+# that runs there.
 {
   pkgs,
   cfg,
+  # The Caddy that will serve the files (the host's): greenflow picks the basic-auth directive for its version.
   caddyPackage,
   dataDir,
   stateDir,
@@ -26,25 +29,36 @@ let
     grafanaAdminUser = cfg.grafana.adminUser;
     inherit dataDir stateDir;
   };
+  # The host's Caddy where the build platform can run it; when cross-compiling, nixpkgs' Caddy for the build platform,
+  # the same version as pkgs.caddy (a services.caddy.package with plugins keeps Caddy's version).
+  buildCaddy =
+    if pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform then
+      caddyPackage
+    else
+      pkgs.buildPackages.caddy;
   configFile = pkgs.writeText "greenflow.yaml" (builtins.toJSON settings);
+  # What the renderer reads: the same settings, naming the Caddy whose version decides the basic-auth directive (on
+  # PATH, the wrapped greenflow would find the Caddy it was wrapped with first).
+  renderConfigFile = pkgs.writeText "greenflow-render.yaml" (
+    builtins.toJSON (
+      pkgs.lib.recursiveUpdate settings { sink.caddy.binary = "${buildCaddy}/bin/caddy"; }
+    )
+  );
   extraCaddyConfig = pkgs.writeText "greenflow-extra.caddy" cfg.caddy.extraConfig;
 in
 pkgs.runCommand "greenflow-sink-config"
   {
-    # Caddy on PATH: greenflow picks the basic-auth directive for the Caddy that will run it, and checks the file.
-    nativeBuildInputs = [
-      cfg.package
-      caddyPackage
-    ];
+    nativeBuildInputs = [ cfg.renderPackage ];
     passthru = { inherit configFile settings; };
   }
   ''
     export HOME="$TMPDIR"
-    greenflow --config ${configFile} sink render --out "$out" \
+    greenflow --config ${renderConfigFile} sink render --out "$out" \
       --grafana-admin-password-file ${grafanaAdminPasswordFile} \
       --grafana-secret-key-file ${grafanaSecretKeyFile}
     cat ${extraCaddyConfig} >> "$out/caddy/Caddyfile"
+    # The same Caddy checks the whole file, the extra configuration included.
     GREENFLOW_SINK_PASSWORD_HASH='$2a$14$0123456789012345678901uEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAM' \
-      caddy adapt --adapter caddyfile --config "$out/caddy/Caddyfile" > /dev/null
+      ${buildCaddy}/bin/caddy adapt --adapter caddyfile --config "$out/caddy/Caddyfile" > /dev/null
     cp ${configFile} "$out/greenflow.yaml"
   ''

@@ -1,11 +1,15 @@
 # The workspace built with crane: one dependency build shared by the package and every check.
 {
   lib,
+  stdenv,
   craneLib,
   makeWrapper,
+  installShellFiles,
+  runCommand,
   # What `greenflow sink up`, `demo` and `cluster install` run; on PATH of the wrapped binary.
   runtimeInputs,
-  # What the end-to-end tests start (VictoriaMetrics, Caddy, Prometheus, node-exporter).
+  # What the tests start or call (VictoriaMetrics, Caddy, Prometheus, node-exporter, helm, python3 for the Grafana
+  # stand-in); on PATH of the nextest check.
   testInputs,
 }:
 let
@@ -21,13 +25,28 @@ let
     ];
   };
 
+  # The workspace's Cargo.toml has no [package]: name every derivation, so that crane (lib/crateNameFromCargoToml.nix)
+  # has nothing to guess and warns about nothing.
   commonArgs = {
     inherit src;
     strictDeps = true;
     pname = "greenflow";
+    inherit ((lib.importTOML ../Cargo.toml).workspace.package) version;
   };
 
   cargoArtifacts = craneLib.buildDepsOnly commonArgs;
+
+  # The completions and man pages come from the binary itself (`greenflow completions SHELL`, `greenflow man --out
+  # DIR`), so only where the build platform can run what it built.
+  canRunBuilt = stdenv.buildPlatform.canExecute stdenv.hostPlatform;
+  installDocs = lib.optionalString canRunBuilt ''
+    installShellCompletion --cmd greenflow \
+      --bash <($out/bin/greenflow completions bash) \
+      --fish <($out/bin/greenflow completions fish) \
+      --zsh <($out/bin/greenflow completions zsh)
+    $out/bin/greenflow man --out "$TMPDIR/man"
+    installManPage "$TMPDIR"/man/*.1
+  '';
 
   greenflow = craneLib.buildPackage (
     commonArgs
@@ -36,8 +55,12 @@ let
       # The tests run once, in the nextest check.
       doCheck = false;
       cargoExtraArgs = "--locked -p greenflow";
-      nativeBuildInputs = [ makeWrapper ];
-      postInstall = ''
+      nativeBuildInputs = [
+        makeWrapper
+        installShellFiles
+      ];
+      # The completions and man pages first, from the binary itself: wrapProgram then moves it to .greenflow-wrapped.
+      postInstall = installDocs + ''
         wrapProgram $out/bin/greenflow --prefix PATH : ${lib.makeBinPath runtimeInputs}
       '';
       meta = {
@@ -79,18 +102,17 @@ in
       }
     );
 
-    fmt = craneLib.cargoFmt { inherit src; };
+    fmt = craneLib.cargoFmt { inherit (commonArgs) src pname version; };
 
     # Licences, bans and sources; advisories need the network (the CI workflow runs `cargo deny check advisories`).
-    deny = craneLib.cargoDeny {
-      inherit src;
-      pname = "greenflow";
-    };
+    deny = craneLib.cargoDeny { inherit (commonArgs) src pname version; };
 
     nextest = craneLib.cargoNextest (
       commonArgs
       // {
         inherit cargoArtifacts;
+        # On PATH while the tests run (crane's cargoNextest sets doCheck, so stdenv adds nativeCheckInputs): the tests
+        # find the programs there, as they would with GREENFLOW_TEST_PROGRAMS (scripts/test), which is left unset.
         nativeCheckInputs = testInputs;
         # The chart-values tests (greenflow-cluster, binary `values`) read ../shared/reference, which lies outside
         # the repository and so outside the sandbox; they run in scripts/test. Everything else runs here, the
@@ -101,5 +123,15 @@ in
         '';
       }
     );
+  }
+  // lib.optionalAttrs canRunBuilt {
+    # The package carries its completions for bash, zsh and fish and a man page per command.
+    docs = runCommand "greenflow-docs" { } ''
+      test -s ${greenflow}/share/bash-completion/completions/greenflow.bash
+      test -s ${greenflow}/share/zsh/site-functions/_greenflow
+      test -s ${greenflow}/share/fish/vendor_completions.d/greenflow.fish
+      ls ${greenflow}/share/man/man1/greenflow.1* ${greenflow}/share/man/man1/greenflow-sink-up.1* > /dev/null
+      touch $out
+    '';
   };
 }

@@ -97,6 +97,35 @@ in
       in
       if url != null then builtins.head url else "https://${publicHost}";
 
+  # Where Caddy serves the public site for `sink.public_host` (a name, meaning https, or an http(s) URL, as
+  # PublicAddress::parse in crates/greenflow-config/src/model.rs reads it): scheme, host, the TCP port (the URL's, else
+  # 443 or 80) and whether the host is a tailnet name (`*.ts.net`, as crates/greenflow-render/src/caddy.rs decides
+  # for the Caddyfile). Null without a public host, or for an address greenflow itself refuses.
+  publicSite =
+    publicHost:
+    let
+      withScheme =
+        if builtins.match ".*://.*" publicHost != null then publicHost else "https://${publicHost}";
+      parts = builtins.match "(https?)://([^]:/[]+|\\[[^]]+])(:0*([0-9]+))?/?" withScheme;
+      scheme = builtins.elemAt parts 0;
+      host = builtins.elemAt parts 1;
+      port = builtins.elemAt parts 3;
+    in
+    if publicHost == null || parts == null then
+      null
+    else
+      {
+        inherit scheme host;
+        port =
+          if port != null then
+            builtins.fromJSON port
+          else if scheme == "https" then
+            443
+          else
+            80;
+        tailnet = builtins.match ".*[.][tT][sS][.][nN][eE][tT]" host != null;
+      };
+
   # The host of an http(s) URL, without port or path: Grafana's `domain`.
   urlHost = url: builtins.head (builtins.match "https?://([^:/]+).*" url);
 

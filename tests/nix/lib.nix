@@ -154,6 +154,80 @@ let
       };
       want = "https://metrics.example.org";
     };
+    publicSiteNone = {
+      got = lib.publicSite null;
+      want = null;
+    };
+    publicSiteTailnetName = {
+      got = lib.publicSite "laptop.tail1234.ts.net";
+      want = {
+        scheme = "https";
+        host = "laptop.tail1234.ts.net";
+        port = 443;
+        tailnet = true;
+      };
+    };
+    publicSiteTailnetUrlWithPort = {
+      got = lib.publicSite "https://Laptop.Tail1234.TS.NET:08443/";
+      want = {
+        scheme = "https";
+        host = "Laptop.Tail1234.TS.NET";
+        port = 8443;
+        tailnet = true;
+      };
+    };
+    publicSiteNameWithPort = {
+      got = lib.publicSite "laptop.tail1234.ts.net:8443";
+      want = {
+        scheme = "https";
+        host = "laptop.tail1234.ts.net";
+        port = 8443;
+        tailnet = true;
+      };
+    };
+    publicSitePlainHttp = {
+      got = lib.publicSite "http://sink:8081";
+      want = {
+        scheme = "http";
+        host = "sink";
+        port = 8081;
+        tailnet = false;
+      };
+    };
+    publicSiteOtherHttps = {
+      got = map (host: (lib.publicSite host).port) [
+        "https://metrics.example.org"
+        "http://metrics.example.org"
+        "https://[fd7a:115c:a1e0::1]:8443"
+      ];
+      want = [
+        443
+        80
+        8443
+      ];
+    };
+    publicSiteNotTailnet = {
+      got = map (host: (lib.publicSite host).tailnet) [
+        "ts.net"
+        "laptop.ts.network"
+        "laptop.ts.net.example.org"
+      ];
+      want = [
+        false
+        false
+        false
+      ];
+    };
+    publicSiteRefused = {
+      got = map lib.publicSite [
+        "https://laptop.tail1234.ts.net/vm"
+        "ftp://laptop.tail1234.ts.net"
+      ];
+      want = [
+        null
+        null
+      ];
+    };
     urlHostPlain = {
       got = lib.urlHost "https://laptop.tail1234.ts.net";
       want = "laptop.tail1234.ts.net";
