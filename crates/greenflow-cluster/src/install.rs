@@ -111,7 +111,7 @@ pub struct InstallPlan {
     pub chart_version: String,
     /// The remote-write Secret's name.
     pub secret_name: String,
-    /// The remote-write user name (stored in the Secret).
+    /// The remote-write user name (stored in the Secret): the sink's writer, which may only remote-write.
     pub username: String,
     /// The rendered chart values (no secret in them).
     pub values: String,
@@ -138,7 +138,7 @@ impl InstallPlan {
             release: cluster.release.clone(),
             chart_version: cluster.chart_version.clone(),
             secret_name: cluster.remote_write_secret.clone(),
-            username: settings.config.sink.username.clone(),
+            username: settings.config.sink.writer_username(),
             values,
             kube_context: cluster.context.clone(),
         })

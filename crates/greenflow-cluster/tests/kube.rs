@@ -376,8 +376,8 @@ async fn install_creates_namespace_and_secret_then_runs_helm_with_the_values() {
     assert!(fake.has_namespace());
 
     let secret = fake.secret("greenflow-remote-write").unwrap();
-    // base64 of "greenflow" and of the password.
-    assert_eq!(secret["data"]["username"], "Z3JlZW5mbG93");
+    // base64 of "greenflow-writer" (the sink's writer: remote write only) and of the password.
+    assert_eq!(secret["data"]["username"], "Z3JlZW5mbG93LXdyaXRlcg==");
     assert_eq!(secret["data"]["password"], "aHVudGVyMi1zaW5rLXBhc3N3b3Jk");
 
     let log = project.helm_log();

@@ -142,6 +142,14 @@ pub struct SinkConfig {
     pub grafana: GrafanaConfig,
 }
 
+impl SinkConfig {
+    /// The writer's user name, `<username>-writer`: the credential for remote write only, which the cluster and the
+    /// stand-in cluster hold (the owner, `username`, may also query, export and import).
+    pub fn writer_username(&self) -> String {
+        format!("{}-writer", self.username)
+    }
+}
+
 impl Default for SinkConfig {
     fn default() -> Self {
         Self {

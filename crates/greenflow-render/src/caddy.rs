@@ -26,7 +26,7 @@ impl AuthDirective {
 /// What the Caddyfile needs.
 #[derive(Debug, Clone)]
 pub struct CaddyfileInput {
-    /// Admin API address, e.g. `127.0.0.1:2019`.
+    /// Admin API address: a unix socket, `unix//path/to/admin.sock`, in a directory of mode 0700.
     pub admin_listen: String,
     /// Port of the loopback site.
     pub loopback_port: u16,
@@ -36,6 +36,10 @@ pub struct CaddyfileInput {
     pub username: String,
     /// bcrypt hash of the password (`$2b$...`).
     pub password_hash: String,
+    /// The writer's user name: the credential the cluster holds, good for remote write only.
+    pub writer_username: String,
+    /// bcrypt hash of the writer's password.
+    pub writer_password_hash: String,
     /// VictoriaMetrics' address, e.g. `127.0.0.1:8428`.
     pub victoria_metrics: String,
     /// Grafana's address, when it runs.
@@ -53,6 +57,8 @@ struct CaddyfileTemplate<'a> {
     tailnet: bool,
     username: &'a str,
     password_hash: &'a str,
+    writer_username: &'a str,
+    writer_password_hash: &'a str,
     victoria_metrics: &'a str,
     grafana: Option<&'a str>,
     auth_directive: &'a str,
@@ -62,6 +68,9 @@ struct CaddyfileTemplate<'a> {
 pub fn render_caddyfile(input: &CaddyfileInput) -> Result<String, RenderError> {
     check_caddy_token("sink.username", &input.username)?;
     check_caddy_token("sink password hash", &input.password_hash)?;
+    check_caddy_token("sink.username (the writer's name: `<sink.username>-writer`)", &input.writer_username)?;
+    check_caddy_token("sink writer password hash", &input.writer_password_hash)?;
+    check_caddy_token("the Caddy admin socket's path (paths.state_dir)", &input.admin_listen)?;
     let public_site = input.public_site.as_deref();
     CaddyfileTemplate {
         admin_listen: &input.admin_listen,
@@ -71,6 +80,8 @@ pub fn render_caddyfile(input: &CaddyfileInput) -> Result<String, RenderError> {
             .is_some_and(|s| s.trim_end_matches(|c: char| c.is_ascii_digit() || c == ':').ends_with(".ts.net")),
         username: &input.username,
         password_hash: &input.password_hash,
+        writer_username: &input.writer_username,
+        writer_password_hash: &input.writer_password_hash,
         victoria_metrics: &input.victoria_metrics,
         grafana: input.grafana.as_deref(),
         auth_directive: input.auth_directive.as_str(),

@@ -8,11 +8,13 @@ use crate::*;
 
 pub(crate) fn caddy_input() -> CaddyfileInput {
     CaddyfileInput {
-        admin_listen: "127.0.0.1:2019".into(),
+        admin_listen: "unix//state/greenflow/sink/caddy/admin/admin.sock".into(),
         loopback_port: 8080,
         public_site: None,
         username: "greenflow".into(),
         password_hash: "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW".into(),
+        writer_username: "greenflow-writer".into(),
+        writer_password_hash: "$2b$04$zyxwvutsrqponmlkjihgfeMmfDSn8SSv.1Z5v4r2sWIPOrNGxBZ1y".into(),
         victoria_metrics: "127.0.0.1:8428".into(),
         grafana: None,
         auth_directive: AuthDirective::Basicauth,

@@ -20,13 +20,6 @@ fn hostile() -> impl Strategy<Value = String> {
     ]
 }
 
-fn find_key<'a>(value: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
-    match value {
-        serde_json::Value::Object(map) => map.get(key).or_else(|| map.values().find_map(|v| find_key(v, key))),
-        serde_json::Value::Array(items) => items.iter().find_map(|v| find_key(v, key)),
-        _ => None,
-    }
-}
 
 fn caddy_adapt(caddyfile: &str) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
@@ -45,23 +38,56 @@ fn caddy_adapt(caddyfile: &str) -> serde_json::Value {
 
 fn base_caddy() -> CaddyfileInput {
     CaddyfileInput {
-        admin_listen: "127.0.0.1:2019".into(),
+        admin_listen: "unix//state/greenflow/sink/caddy/admin/admin.sock".into(),
         loopback_port: 8080,
         public_site: None,
         username: "greenflow".into(),
         password_hash: "$2b$04$abcdefghijklmnopqrstuuMmfDSn8SSv.1Z5v4r2sWIPOrNGxBZ1y".into(),
+        writer_username: "greenflow-writer".into(),
+        writer_password_hash: "$2b$04$zyxwvutsrqponmlkjihgfeMmfDSn8SSv.1Z5v4r2sWIPOrNGxBZ1y".into(),
         victoria_metrics: "127.0.0.1:8428".into(),
         grafana: Some("127.0.0.1:3000".into()),
         auth_directive: AuthDirective::Basicauth,
     }
 }
 
+/// Every value of `key` anywhere in `value`, in document order.
+fn find_all<'a>(value: &'a serde_json::Value, key: &str, out: &mut Vec<&'a serde_json::Value>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                if k == key {
+                    out.push(v);
+                } else {
+                    find_all(v, key, out);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| find_all(v, key, out)),
+        _ => {}
+    }
+}
+
+/// The user names of each basic-auth block: the write route's (writer and owner) and the owner-only route's.
+fn account_sets(json: &serde_json::Value) -> Vec<Vec<String>> {
+    let mut found = Vec::new();
+    find_all(json, "accounts", &mut found);
+    found
+        .into_iter()
+        .map(|a| a.as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap().to_owned()).collect())
+        .collect()
+}
+
 #[test]
 fn a_typical_unicode_user_name_is_accepted_and_exact() {
     let input = CaddyfileInput { username: "ünïcødé-ūser.name@lab".into(), ..base_caddy() };
     let json = caddy_adapt(&render_caddyfile(&input).unwrap());
-    let accounts = find_key(&json, "accounts").unwrap();
-    assert_eq!(accounts[0]["username"], "ünïcødé-ūser.name@lab");
+    let mut sets = account_sets(&json);
+    sets.sort();
+    assert_eq!(sets, vec![
+        vec!["greenflow-writer".to_owned(), "ünïcødé-ūser.name@lab".to_owned()],
+        vec!["ünïcødé-ūser.name@lab".to_owned()],
+    ]);
 }
 
 proptest! {
@@ -74,9 +100,10 @@ proptest! {
             Err(err) => prop_assert!(err.to_string().starts_with("sink.username: "), "{err}"),
             Ok(text) => {
                 let json = caddy_adapt(&text);
-                let accounts = find_key(&json, "accounts").expect("basic auth accounts");
-                prop_assert_eq!(accounts.as_array().unwrap().len(), 1);
-                prop_assert_eq!(accounts[0]["username"].as_str().unwrap(), username.as_str());
+                let sets = account_sets(&json);
+                prop_assert_eq!(sets.len(), 2, "the write route and the owner's");
+                prop_assert!(sets.iter().all(|set| set.contains(&username)), "{:?}", sets);
+                prop_assert!(sets.iter().any(|set| set == std::slice::from_ref(&username)), "{:?}", sets);
                 // Nothing else moved: the same routes as for a plain name.
                 let plain = caddy_adapt(&render_caddyfile(&base_caddy()).unwrap());
                 let strip = |v: &serde_json::Value| v.to_string().replace(&serde_json::to_string(&username).unwrap(), "\"U\"").replace("\"greenflow\"", "\"U\"");

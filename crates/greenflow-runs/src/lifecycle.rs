@@ -99,8 +99,11 @@ impl Interrupts {
 
 /// What the lifecycle works with besides the back-end.
 pub struct RunContext<'a> {
-    /// The sink through the address the cluster writes to (authenticated), e.g. `https://host/vm`.
+    /// The sink through the address the cluster writes to, as its owner (queries, imports), e.g. `https://host/vm`.
     pub sink: SinkClient,
+    /// The same address with the writer's credential, the one the cluster holds: the preflight proves it may
+    /// remote-write. `None` skips that check.
+    pub writer: Option<SinkClient>,
     /// Where records go.
     pub store: RunStore,
     /// Where progress goes.
@@ -173,6 +176,20 @@ pub async fn probe_sink(sink: &SinkClient, id: &RunId, timeout: Duration) -> Res
     }
 }
 
+/// Proves that the writer's credential (the cluster's) may remote-write, without writing anything.
+pub async fn probe_writer(writer: &SinkClient) -> Result<(), RunError> {
+    writer.check_remote_write().await.map_err(|e| RunError::Probe {
+        url: writer.base().to_owned(),
+        detail: match e {
+            SinkError::Status { status: 401, .. } => "the sink refused the writer's credential (401): the sink's \
+                                                      writer password (<data>/secrets/sink-writer-password) changed; \
+                                                      run `greenflow cluster install` again to update the Secret"
+                .into(),
+            other => other.to_string(),
+        },
+    })
+}
+
 fn probe_hint(error: &SinkError) -> String {
     match error {
         SinkError::Status { status: 401, .. } => "the sink refused the credentials (401): GREENFLOW_SINK_PASSWORD \
@@ -197,6 +214,9 @@ pub async fn run<B: ClusterBackend>(
 
     ctx.reporter.phase(&format!("checking the sink at {}", ctx.sink.base()));
     probe_sink(&ctx.sink, &id, Duration::from_secs(30)).await?;
+    if let Some(writer) = &ctx.writer {
+        probe_writer(writer).await?;
+    }
     ctx.reporter.phase("checking the cluster");
     let info = backend.preflight().await?;
     ctx.reporter.note(&format!("sink accepts writes; cluster: {}", info.description));

@@ -168,6 +168,7 @@ impl Setup {
         let (_tx, interrupts) = Interrupts::manual();
         let mut ctx = RunContext {
             sink: SinkClient::new(self.vm.base.clone(), None),
+            writer: Some(SinkClient::new(self.vm.base.clone(), None)),
             store: RunStore::new(self.runs.path()),
             reporter: &self.lines,
             interrupts,
@@ -327,6 +328,7 @@ async fn recover_drains_and_scales_down_a_run_left_running() {
     let (_tx, interrupts) = Interrupts::manual();
     let mut ctx = RunContext {
         sink: SinkClient::new(setup.vm.base.clone(), None),
+        writer: None,
         store: RunStore::new(setup.runs.path()),
         reporter: &setup.lines,
         interrupts,

@@ -101,6 +101,35 @@ impl SinkClient {
         Ok(())
     }
 
+    /// Proves that this client's credentials may remote-write (`<base>/api/v1/write`) without writing anything: an
+    /// empty request passes authentication and is then refused or ignored by VictoriaMetrics (400 or 204), while a
+    /// wrong credential gets 401 from Caddy.
+    pub async fn check_remote_write(&self) -> Result<(), SinkError> {
+        let url = format!("{}/api/v1/write", self.base);
+        let request = self
+            .http
+            .post(&url)
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .body(Vec::new());
+        let request = match &self.auth {
+            Some((user, password)) => request.basic_auth(user, Some(password.expose())),
+            None => request,
+        };
+        let response = request.send().await.map_err(|source| SinkError::Http {
+            what: "remote-write check".into(),
+            url: url.clone(),
+            source,
+        })?;
+        match response.status().as_u16() {
+            status @ (401 | 403 | 404 | 405 | 500..) => {
+                Err(SinkError::Status { what: "remote-write check".into(), url, status })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Asks VictoriaMetrics to make everything it has received searchable now (`/internal/force_flush`) instead of
     /// at its next periodic flush, which can be ten seconds away for new series.
     pub async fn force_flush(&self) -> Result<(), SinkError> {

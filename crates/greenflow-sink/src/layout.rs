@@ -116,6 +116,32 @@ pub fn sink_password(settings: &Settings) -> Result<Secret, SinkError> {
     }
 }
 
+/// The writer's password: generated on first use and kept in `<data>/secrets/sink-writer-password` (0600).
+pub fn writer_password(settings: &Settings) -> Result<Secret, SinkError> {
+    load_or_generate_secret(&writer_password_file(settings))
+}
+
+/// The file of the writer's password.
+pub fn writer_password_file(settings: &Settings) -> PathBuf {
+    settings.paths.secrets_dir().join("sink-writer-password")
+}
+
+/// The writer's password if it exists already (never creates one).
+pub fn existing_writer_password(settings: &Settings) -> Option<Secret> {
+    let path = writer_password_file(settings);
+    path.is_file().then(|| load_or_generate_secret(&path).ok()).flatten()
+}
+
+/// The key that guards VictoriaMetrics' admin endpoints on its own port (`-deleteAuthKey`, `-snapshotAuthKey`, ...):
+/// generated, 0600 in the data directory, known to greenflow only; it reaches VictoriaMetrics through its
+/// environment (`-envflag.enable`), never its command line.
+pub fn victoria_metrics_admin_key(settings: &Settings) -> Result<Secret, SinkError> {
+    load_or_generate_secret(&settings.paths.secrets_dir().join("victoria-metrics-admin-key"))
+}
+
+/// The prefix of the environment variables VictoriaMetrics reads its secret flags from.
+pub const VM_ENV_FLAG_PREFIX: &str = "GREENFLOW_VM_";
+
 /// The sink's password if one exists already: `GREENFLOW_SINK_PASSWORD`, or the generated file. Never creates one,
 /// so that a command that only looks (`sink status`, `sink url`) cannot mint a password the running sink rejects.
 pub fn existing_sink_password(settings: &Settings) -> Option<Secret> {
@@ -133,11 +159,7 @@ pub fn loopback_urls(settings: &Settings) -> SinkUrls {
 /// The ports the sink binds, with the key that sets each.
 fn ports(settings: &Settings, with_grafana: bool) -> Vec<(u16, &'static str)> {
     let sink = &settings.config.sink;
-    let mut ports = vec![
-        (sink.victoria_metrics.port, "sink.victoria_metrics.port"),
-        (sink.http_port, "sink.http_port"),
-        (sink.caddy.admin_port, "sink.caddy.admin_port"),
-    ];
+    let mut ports = vec![(sink.victoria_metrics.port, "sink.victoria_metrics.port"), (sink.http_port, "sink.http_port")];
     if with_grafana {
         ports.push((sink.grafana.port, "sink.grafana.port"));
     }
@@ -165,6 +187,14 @@ pub fn prepare(settings: &Settings) -> Result<PreparedSink, SinkError> {
     let vm_data = settings.paths.victoria_metrics_data();
     ensure_dir(&vm_data)?;
     vm_data::record_data_writer(&vm_data, &vm_binary, &vm_release)?;
+    let admin_key = victoria_metrics_admin_key(settings)?;
+    let vm_env = versions::victoria_metrics_admin_key_flags(&vm_release)
+        .iter()
+        .map(|flag| {
+            let name = format!("{VM_ENV_FLAG_PREFIX}{}", flag.trim_start_matches('-').replace('.', "_"));
+            (OsString::from(name), OsString::from(admin_key.expose()))
+        })
+        .collect();
     let vm = Component {
         name: ComponentName::VictoriaMetrics,
         version: known(&vm_release),
@@ -173,7 +203,7 @@ pub fn prepare(settings: &Settings) -> Result<PreparedSink, SinkError> {
             name: ComponentName::VictoriaMetrics.as_str().into(),
             args: victoria_metrics_args(settings, &vm_data),
             program: vm_binary,
-            env: Vec::new(),
+            env: vm_env,
             log_file: logs_dir.join("victoria-metrics.log"),
             stop_grace: Duration::from_secs(20),
         },
@@ -181,8 +211,10 @@ pub fn prepare(settings: &Settings) -> Result<PreparedSink, SinkError> {
 
     let auth_directive = versions::caddy_auth_directive(&caddy_release);
     let password_hash = bcrypt::hash(password.expose(), BCRYPT_COST).map_err(SinkError::Hash)?;
-    let caddyfile = caddyfile(settings, password_hash, auth_directive, grafana.is_ok())?;
+    let writer_hash = bcrypt::hash(writer_password(settings)?.expose(), BCRYPT_COST).map_err(SinkError::Hash)?;
     let caddy_dir = state.join("caddy");
+    ensure_private_dir(&caddy_admin_dir(settings))?;
+    let caddyfile = caddyfile(settings, PasswordHashes { owner: password_hash, writer: writer_hash }, auth_directive, grafana.is_ok())?;
     let caddyfile_path = caddy_dir.join("Caddyfile");
     write_private(&caddyfile_path, &caddyfile)?;
     let caddy = Component {
@@ -224,21 +256,44 @@ pub(crate) fn known(release: &Release) -> Option<String> {
     (*release != Release::Unknown).then(|| release.describe())
 }
 
+/// The bcrypt hashes of the two credentials, as the Caddyfile carries them.
+pub(crate) struct PasswordHashes {
+    /// The owner's (`sink.username`).
+    pub owner: String,
+    /// The writer's (`<sink.username>-writer`).
+    pub writer: String,
+}
+
+/// The directory (mode 0700) of Caddy's admin socket.
+pub(crate) fn caddy_admin_dir(settings: &Settings) -> PathBuf {
+    settings.paths.sink_state_dir().join("caddy-admin")
+}
+
+/// Creates a directory that only its owner may enter.
+fn ensure_private_dir(path: &Path) -> Result<(), SinkError> {
+    use std::os::unix::fs::PermissionsExt;
+    ensure_dir(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        .map_err(SinkError::io("set permissions of", path))
+}
+
 /// The sink's Caddyfile for these settings: the one site layout that `sink up` and `sink render` share.
 pub(crate) fn caddyfile(
     settings: &Settings,
-    password_hash: String,
+    hashes: PasswordHashes,
     auth_directive: AuthDirective,
     with_grafana: bool,
 ) -> Result<String, SinkError> {
     let sink = &settings.config.sink;
     let public = settings.public_address()?;
     Ok(render_caddyfile(&CaddyfileInput {
-        admin_listen: format!("127.0.0.1:{}", sink.caddy.admin_port),
+        admin_listen: format!("unix/{}", caddy_admin_dir(settings).join("admin.sock").display()),
         loopback_port: sink.http_port,
         public_site: public.as_ref().map(|p| p.base_url()),
         username: sink.username.clone(),
-        password_hash,
+        password_hash: hashes.owner,
+        writer_username: sink.writer_username(),
+        writer_password_hash: hashes.writer,
         victoria_metrics: format!("127.0.0.1:{}", sink.victoria_metrics.port),
         grafana: with_grafana.then(|| format!("127.0.0.1:{}", sink.grafana.port)),
         auth_directive,
@@ -335,6 +390,9 @@ pub fn preflight(settings: &Settings) -> Result<Preflight, SinkError> {
 fn victoria_metrics_args(settings: &Settings, data: &Path) -> Vec<OsString> {
     let vm = &settings.config.sink.victoria_metrics;
     let mut args: Vec<OsString> = vec![
+        // The admin keys come from the environment (GREENFLOW_VM_*), so no other local user sees them.
+        "-envflag.enable".into(),
+        format!("-envflag.prefix={VM_ENV_FLAG_PREFIX}").into(),
         format!("-httpListenAddr=127.0.0.1:{}", vm.port).into(),
         format!("-storageDataPath={}", data.display()).into(),
         format!("-retentionPeriod={}", settings.config.sink.retention.as_flag_value()).into(),

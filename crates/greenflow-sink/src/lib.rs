@@ -21,10 +21,11 @@ pub use client::{ImportSeries, InstantSample, SinkClient, promql_string};
 pub use error::SinkError;
 pub use files::{dir_size, ensure_dir, load_or_generate_secret, write_private, write_public};
 pub use layout::{
-    Component, ComponentName, GrafanaAbsence, GrafanaInstall, Preflight, PreparedSink, SinkUrls, check_port_free,
-    existing_sink_password, loopback_urls, preflight, prepare, sink_password,
+    Component, ComponentName, GrafanaAbsence, GrafanaInstall, Preflight, PreparedSink, SinkUrls, VM_ENV_FLAG_PREFIX,
+    check_port_free, existing_sink_password, existing_writer_password, loopback_urls, preflight, prepare,
+    sink_password, victoria_metrics_admin_key, writer_password, writer_password_file,
 };
-pub use render::{PASSWORD_HASH_VAR, RenderSecrets, RenderedConfig, render_config};
+pub use render::{PASSWORD_HASH_VAR, RenderSecrets, RenderedConfig, WRITER_PASSWORD_HASH_VAR, render_config};
 pub use runtime::{
     ComponentState, Health, RunningSink, STATE_FORMAT_VERSION, SinkLock, SinkPresence, SinkState, StopOutcome,
     check_health, read_state, running_supervisor, sink_presence, stop_running, unsupervised_sink_answers,

@@ -12,14 +12,18 @@ use serde::Serialize;
 use crate::binaries::Program;
 use crate::error::SinkError;
 use crate::files::{ensure_dir, write_public};
-use crate::layout::{GrafanaLayout, caddyfile, write_grafana_files};
+use crate::layout::{GrafanaLayout, PasswordHashes, caddyfile, write_grafana_files};
 use crate::versions::{self, Release};
 
 /// The environment variable the rendered Caddyfile takes the bcrypt hash of the sink password from.
 pub const PASSWORD_HASH_VAR: &str = "GREENFLOW_SINK_PASSWORD_HASH";
 
-/// A token that passes the Caddyfile checks; replaced by the `{$VAR}` placeholder after rendering.
+/// The environment variable the rendered Caddyfile takes the bcrypt hash of the writer's password from.
+pub const WRITER_PASSWORD_HASH_VAR: &str = "GREENFLOW_SINK_WRITER_PASSWORD_HASH";
+
+/// Tokens that pass the Caddyfile checks; replaced by the `{$VAR}` placeholders after rendering.
 const HASH_SENTINEL: &str = "GREENFLOW-SINK-PASSWORD-HASH-FROM-ENVIRONMENT";
+const WRITER_HASH_SENTINEL: &str = "GREENFLOW-SINK-WRITER-PASSWORD-HASH-FROM-ENVIRONMENT";
 
 /// Where Grafana's rendered configuration points for its secrets; the service manager provides the files.
 #[derive(Debug, Clone, Default)]
@@ -62,14 +66,19 @@ pub fn render_config(settings: &Settings, out: &Path, secrets: &RenderSecrets) -
         Err(_) => Release::Unknown,
     };
     let with_grafana = sink.grafana.enabled;
-    let rendered =
-        caddyfile(settings, HASH_SENTINEL.to_owned(), versions::caddy_auth_directive(&caddy_release), with_grafana)?;
-    let quoted = format!("\"{HASH_SENTINEL}\"");
-    if rendered.matches(&quoted).count() != 1 {
-        return Err(SinkError::RenderedLayout { reason: "the user name collides with the password-hash placeholder" });
+    let hashes = PasswordHashes { owner: HASH_SENTINEL.to_owned(), writer: WRITER_HASH_SENTINEL.to_owned() };
+    let mut rendered =
+        caddyfile(settings, hashes, versions::caddy_auth_directive(&caddy_release), with_grafana)?;
+    // The owner's hash stands in the write route and the owner's route, the writer's in the write route only.
+    for (sentinel, var, count) in [(HASH_SENTINEL, PASSWORD_HASH_VAR, 2), (WRITER_HASH_SENTINEL, WRITER_PASSWORD_HASH_VAR, 1)] {
+        let quoted = format!("\"{sentinel}\"");
+        if rendered.matches(&quoted).count() != count {
+            return Err(SinkError::RenderedLayout { reason: "the user name collides with a password-hash placeholder" });
+        }
+        rendered = rendered.replace(&quoted, &format!("\"{{${var}}}\""));
     }
     let caddyfile_path = out.join("caddy/Caddyfile");
-    write_public(&caddyfile_path, &rendered.replace(&quoted, &format!("\"{{${PASSWORD_HASH_VAR}}}\"")))?;
+    write_public(&caddyfile_path, &rendered)?;
 
     let mut result = RenderedConfig {
         caddyfile: caddyfile_path,

@@ -82,6 +82,8 @@ const HEALTHY_RUN: Duration = Duration::from_secs(60);
 /// How long after its first start an exit counts as a start-up failure, unless [`Supervisor::mark_started`] ended
 /// the start-up earlier.
 const STARTUP_WINDOW: Duration = Duration::from_secs(60);
+/// The variables a component keeps from greenflow's environment; everything else is dropped.
+pub const INHERITED_ENV: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
 /// How many of a failed program's last log lines are shown.
 const LOG_TAIL_LINES: usize = 12;
 
@@ -292,6 +294,10 @@ fn spawn(spec: &ProcessSpec) -> Result<(tokio::process::Child, u64), SinkError> 
     let mut command = tokio::process::Command::new(&spec.program);
     command
         .args(&spec.args)
+        // A cleared environment plus what every program needs and what this one is given: no secret of
+        // greenflow's own environment (GREENFLOW_SINK_PASSWORD, TS_AUTHKEY, ...) reaches a component.
+        .env_clear()
+        .envs(INHERITED_ENV.iter().filter_map(|name| std::env::var_os(name).map(|value| (*name, value))))
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log)

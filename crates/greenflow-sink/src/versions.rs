@@ -275,6 +275,28 @@ pub fn check_supported(program: Program, binary: &Path, release: &Release) -> Re
     Ok(())
 }
 
+/// `-reloadAuthKey` came with 1.97; before it `/-/reload` on VictoriaMetrics' port has no key (only `-httpAuth.*`).
+const VICTORIA_METRICS_RELOAD_KEY: Version = Version::new(1, 97, 0);
+
+/// The flags that guard VictoriaMetrics' admin endpoints with a key (`app/victoria-metrics/main.go`,
+/// `lib/httpserver`): delete, snapshots, merges and flushes, cache resets, profiling, flags, reloads where the
+/// release has a key for it. `/metrics` stays open (greenflow's own status reads nothing else).
+pub fn victoria_metrics_admin_key_flags(release: &Release) -> Vec<&'static str> {
+    let mut flags = vec![
+        "-deleteAuthKey",
+        "-snapshotAuthKey",
+        "-forceMergeAuthKey",
+        "-search.resetCacheAuthKey",
+        "-pprofAuthKey",
+        "-flagsAuthKey",
+        "-configAuthKey",
+    ];
+    if release.has(VICTORIA_METRICS_RELOAD_KEY) {
+        flags.push("-reloadAuthKey");
+    }
+    flags
+}
+
 /// The flag that puts Prometheus in agent mode.
 pub fn prometheus_agent_flag(release: &Release) -> &'static str {
     if release.has(PROMETHEUS_AGENT_FLAG) { "--agent" } else { "--enable-feature=agent" }

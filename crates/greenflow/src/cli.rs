@@ -206,7 +206,8 @@ pub enum SinkCommand {
 /// `greenflow sink prometheus-config`.
 #[derive(Debug, Args)]
 pub struct SinkPrometheusConfigArgs {
-    /// The file Prometheus reads the sink password from (`basic_auth.password_file`); only its path is printed.
+    /// The file Prometheus reads the sink writer's password from (`basic_auth.password_file`; `greenflow sink url
+    /// --show-password` shows it); only its path is printed.
     #[arg(long, value_name = "FILE")]
     pub password_file: PathBuf,
 

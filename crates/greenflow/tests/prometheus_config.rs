@@ -23,7 +23,9 @@ fn a_prometheus_with_the_printed_config_writes_labelled_samples_into_the_sink() 
     let project = Project::with_config("local:\n  scrape_interval: 1s\nremote_write:\n  batch_send_deadline: 1s\n");
     project.sink_up();
     let password_file = project.path().join("sink-password");
-    std::fs::write(&password_file, project.password()).unwrap();
+    // The writer's password: what a Prometheus outside the sink's machine holds.
+    let writer_password = project.urls()["writer_password"].as_str().unwrap().to_owned();
+    std::fs::write(&password_file, &writer_password).unwrap();
     let port = free_port();
     let target = format!("127.0.0.1:{port}");
     let config = project.ok(&[

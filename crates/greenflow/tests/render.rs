@@ -23,23 +23,40 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
 }
 
-/// Caddy's JSON for a Caddyfile, with `GREENFLOW_SINK_PASSWORD_HASH` set to `hash`.
-fn caddy_adapt(caddyfile: &Path, hash: &str) -> Value {
+/// Caddy's JSON for a Caddyfile, with the owner's and the writer's hashes in the variables the service sets.
+fn caddy_adapt(caddyfile: &Path, hashes: &Hashes) -> Value {
     let output = Command::new("caddy")
         .args(["adapt", "--adapter", "caddyfile", "--config"])
         .arg(caddyfile)
-        .env("GREENFLOW_SINK_PASSWORD_HASH", hash)
+        .env("GREENFLOW_SINK_PASSWORD_HASH", &hashes.owner)
+        .env("GREENFLOW_SINK_WRITER_PASSWORD_HASH", &hashes.writer)
         .output()
         .expect("caddy is on PATH (scripts/install-deps installs it)");
     assert!(output.status.success(), "caddy adapt {} failed:\n{}", caddyfile.display(), describe(&output));
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-/// The quoted bcrypt hash in a Caddyfile written by `sink up`.
-fn password_hash(caddyfile: &str) -> String {
-    let start = caddyfile.find("\"$2").expect("a bcrypt hash in the Caddyfile") + 1;
-    let len = caddyfile[start..].find('"').unwrap();
-    caddyfile[start..start + len].to_owned()
+/// The two bcrypt hashes of a Caddyfile written by `sink up`.
+struct Hashes {
+    owner: String,
+    writer: String,
+}
+
+/// The quoted bcrypt hashes in a Caddyfile written by `sink up`, in order: the write route names the writer first,
+/// then the owner.
+fn password_hashes(caddyfile: &str) -> Hashes {
+    let mut found: Vec<String> = Vec::new();
+    let mut rest = caddyfile;
+    while let Some(start) = rest.find("\"$2") {
+        let len = rest[start + 1..].find('"').unwrap();
+        let hash = rest[start + 1..start + 1 + len].to_owned();
+        if !found.contains(&hash) {
+            found.push(hash);
+        }
+        rest = &rest[start + 1 + len..];
+    }
+    assert_eq!(found.len(), 2, "the writer's and the owner's hash:\n{caddyfile}");
+    Hashes { writer: found[0].clone(), owner: found[1].clone() }
 }
 
 #[test]
@@ -66,16 +83,19 @@ fn render_and_sink_up_give_the_same_caddy_layout_and_grafana_provisioning() {
 
     // Caddy: the same file but for the hash, which the service supplies at start through the environment.
     let rendered_caddyfile = read(&out.join("caddy/Caddyfile"));
-    let hash = password_hash(&up_caddyfile);
+    let hashes = password_hashes(&up_caddyfile);
     assert!(!rendered_caddyfile.contains("$2"), "no hash in the rendered Caddyfile:\n{rendered_caddyfile}");
     assert_eq!(
         rendered_caddyfile,
-        up_caddyfile.replace(&format!("\"{hash}\""), "\"{$GREENFLOW_SINK_PASSWORD_HASH}\""),
+        up_caddyfile
+            .replace(&format!("\"{}\"", hashes.owner), "\"{$GREENFLOW_SINK_PASSWORD_HASH}\"")
+            .replace(&format!("\"{}\"", hashes.writer), "\"{$GREENFLOW_SINK_WRITER_PASSWORD_HASH}\""),
         "the rendered Caddyfile differs from sink up's"
     );
+    let unused = Hashes { owner: "unused".into(), writer: "unused".into() };
     assert_eq!(
-        caddy_adapt(&out.join("caddy/Caddyfile"), &hash),
-        caddy_adapt(&up.join("caddy/Caddyfile"), "unused"),
+        caddy_adapt(&out.join("caddy/Caddyfile"), &hashes),
+        caddy_adapt(&up.join("caddy/Caddyfile"), &unused),
         "Caddy reads the two Caddyfiles differently"
     );
 
@@ -114,8 +134,8 @@ fn rendered_files_hold_no_secret_and_name_the_public_site() {
         }
     }
     assert!(!project.data_dir().join("secrets").exists(), "render generated secrets");
-    let json =
-        caddy_adapt(&out.join("caddy/Caddyfile"), "$2b$10$abcdefghijklmnopqrstuuJ0DHbwjfF3hOZ0FbV9hqfPZyS8pX.R2");
+    let example = "$2b$10$abcdefghijklmnopqrstuuJ0DHbwjfF3hOZ0FbV9hqfPZyS8pX.R2".to_owned();
+    let json = caddy_adapt(&out.join("caddy/Caddyfile"), &Hashes { owner: example.clone(), writer: example });
     assert!(json.to_string().contains("laptop.tail1234.ts.net"), "{json}");
 }
 

@@ -233,6 +233,8 @@ async fn measured_run(
     let (_stop, interrupts) = Interrupts::manual();
     let mut ctx = RunContext {
         sink: client.clone(),
+        // The agent writes as `client` does; the writer's own check belongs to real runs.
+        writer: None,
         store: RunStore::new(settings.paths.runs_dir()),
         reporter: &Quiet,
         interrupts,

@@ -27,7 +27,8 @@ async fn install(settings: &Settings, args: &ClusterInstallArgs) -> anyhow::Resu
         return Ok(exit::OK);
     }
     let cluster = greenflow_cluster::connect(settings).await?;
-    let password = greenflow_sink::sink_password(settings).context("cannot read the sink password")?;
+    // The cluster holds the writer's credential: remote write only, never queries, exports or deletes.
+    let password = greenflow_sink::writer_password(settings).context("cannot read the sink's writer password")?;
     let progress = Progress::start(&format!(
         "installing {} (chart kube-prometheus-stack {}) into namespace {} on {}",
         plan.release,

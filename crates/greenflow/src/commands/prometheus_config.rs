@@ -32,7 +32,7 @@ pub fn run(settings: &Settings, args: &SinkPrometheusConfigArgs) -> anyhow::Resu
         &labels,
         vec![ScrapeJob { name: "prometheus".into(), target: args.self_target.clone() }],
         &remote_write_url,
-        &settings.config.sink.username,
+        &settings.config.sink.writer_username(),
         &args.password_file.to_string_lossy(),
     );
     let text = render_agent_config(&input)?;

@@ -11,31 +11,52 @@ use greenflow_runs::{
     BackendKind, ClusterBackend, Interrupts, KubeBackend, LocalBackend, RunRecord, RunRequest, RunStatus, RunStore,
     Workload,
 };
-use greenflow_sink::{SinkClient, loopback_urls, running_supervisor, sink_password};
+use greenflow_sink::{SinkClient, loopback_urls, running_supervisor, sink_password, writer_password};
 
 use crate::cli::{BackendChoice, RunArgs, RunsRecoverArgs};
 use crate::exit;
 use crate::signals::StopRequests;
 use crate::ui::{TerminalReporter, human_duration};
 
-/// The local back-end and the sink as it reaches it (loopback, authenticated).
-pub fn local_backend(settings: &Settings) -> anyhow::Result<(LocalBackend, SinkClient)> {
+/// The sink as one address sees it, with both credentials: the owner's (greenflow's queries, markers, probe) and
+/// the writer's (what the cluster holds).
+pub struct SinkAccess {
+    /// As the owner.
+    pub owner: SinkClient,
+    /// As the writer.
+    pub writer: SinkClient,
+}
+
+impl SinkAccess {
+    /// Both clients below one base URL (`.../vm`).
+    fn under(settings: &Settings, base: String) -> anyhow::Result<Self> {
+        let owner = (settings.config.sink.username.clone(), sink_password(settings)?);
+        let writer = (settings.config.sink.writer_username(), writer_password(settings)?);
+        Ok(Self { owner: SinkClient::new(base.clone(), Some(owner)), writer: SinkClient::new(base, Some(writer)) })
+    }
+}
+
+/// The local back-end and the sink as it reaches it (loopback); its agent writes with the writer's credential.
+pub fn local_backend(settings: &Settings) -> anyhow::Result<(LocalBackend, SinkAccess)> {
     let urls = loopback_urls(settings);
-    let password = sink_password(settings)?;
-    let username = settings.config.sink.username.clone();
-    let backend = LocalBackend::new(settings, &urls.remote_write_url, &username, password.clone());
-    Ok((backend, SinkClient::new(urls.query_url, Some((username, password)))))
+    let backend = LocalBackend::new(
+        settings,
+        &urls.remote_write_url,
+        &settings.config.sink.writer_username(),
+        writer_password(settings)?,
+    );
+    Ok((backend, SinkAccess::under(settings, urls.query_url)?))
 }
 
 /// The kube back-end (kubeconfig, `cluster.context`; connecting sends nothing yet) and the sink as the cluster
 /// reaches it.
-async fn kube_backend(settings: &Settings) -> anyhow::Result<(KubeBackend, SinkClient)> {
+async fn kube_backend(settings: &Settings) -> anyhow::Result<(KubeBackend, SinkAccess)> {
     let sink = public_sink(settings)?;
     Ok((KubeBackend::new(greenflow_cluster::connect(settings).await?), sink))
 }
 
 /// The sink as the cluster reaches it: the public address, authenticated.
-fn public_sink(settings: &Settings) -> anyhow::Result<SinkClient> {
+fn public_sink(settings: &Settings) -> anyhow::Result<SinkAccess> {
     let public = settings
         .public_address()?
         .context("the cluster needs the sink's public address: set sink.public_host (or NODENAME and TAILSCALE_DOMAIN, or EXPERIMENT_STORAGE_URL)")?;
@@ -44,8 +65,7 @@ fn public_sink(settings: &Settings) -> anyhow::Result<SinkClient> {
         .strip_suffix("/api/v1/write")
         .map(str::to_owned)
         .unwrap_or_else(|| format!("{}/vm", public.base_url()));
-    let password = sink_password(settings)?;
-    Ok(SinkClient::new(base, Some((settings.config.sink.username.clone(), password))))
+    SinkAccess::under(settings, base)
 }
 
 /// The back-end `--backend` names, or the default: `kube` when a kubeconfig is found, else `local`.
@@ -87,7 +107,7 @@ pub fn request(settings: &Settings, name: &str, workload: Workload, kind: Backen
 pub async fn drive<B: ClusterBackend>(
     settings: &Settings,
     backend: &mut B,
-    sink: SinkClient,
+    sink: SinkAccess,
     request: &RunRequest,
 ) -> anyhow::Result<u8> {
     on_terminal(settings, sink, async |ctx| lifecycle::run(backend, ctx, request).await).await
@@ -96,13 +116,14 @@ pub async fn drive<B: ClusterBackend>(
 /// Runs a lifecycle step with progress on the terminal and Ctrl-C counted, then prints the record's outcome.
 async fn on_terminal(
     settings: &Settings,
-    sink: SinkClient,
+    sink: SinkAccess,
     step: impl AsyncFnOnce(&mut RunContext<'_>) -> Result<RunRecord, greenflow_runs::RunError>,
 ) -> anyhow::Result<u8> {
     let stop = StopRequests::install(false)?;
     let reporter = TerminalReporter::default();
     let mut ctx = RunContext {
-        sink,
+        sink: sink.owner,
+        writer: Some(sink.writer),
         store: RunStore::new(settings.paths.runs_dir()),
         reporter: &reporter,
         interrupts: Interrupts::new(stop.receiver()),
@@ -161,7 +182,7 @@ pub async fn run(settings: &Settings, args: &RunArgs) -> anyhow::Result<u8> {
         BackendKind::Local => {
             let (mut backend, sink) = local_backend(settings)?;
             // A sink of the Nix modules runs without greenflow's supervisor: ask the sink itself.
-            if running_supervisor(settings).is_none() && sink.health().await.is_err() {
+            if running_supervisor(settings).is_none() && sink.owner.health().await.is_err() {
                 bail!("the sink is not running: start it with `greenflow sink up --detach` (or run `greenflow demo`)");
             }
             eprintln!("backend: local (a Prometheus agent on this machine)");
@@ -212,7 +233,7 @@ pub async fn recover(settings: &Settings, args: &RunsRecoverArgs) -> anyhow::Res
 async fn recover_one<B: ClusterBackend>(
     settings: &Settings,
     backend: &mut B,
-    sink: SinkClient,
+    sink: SinkAccess,
     request: &RunRequest,
     record: RunRecord,
 ) -> anyhow::Result<u8> {

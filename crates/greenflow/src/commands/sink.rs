@@ -271,6 +271,9 @@ pub fn url(settings: &Settings, args: &SinkUrlArgs) -> anyhow::Result<u8> {
         })?),
         false => None,
     };
+    let writer = settings.config.sink.writer_username();
+    // The writer's password exists once the sink has started; it is only ever read here.
+    let writer_password = if args.show_password { greenflow_sink::existing_writer_password(settings) } else { None };
     let grafana_running =
         read_state(settings).is_some_and(|s| s.components.iter().any(|c| c.name == ComponentName::Grafana));
     if args.json {
@@ -278,10 +281,14 @@ pub fn url(settings: &Settings, args: &SinkUrlArgs) -> anyhow::Result<u8> {
             "remote_write_url": urls.remote_write_url,
             "query_url": urls.query_url,
             "username": username,
+            "writer_username": writer,
             "grafana_url": urls.grafana_url,
         });
         if let Some(password) = &password {
             value["password"] = json!(password.expose());
+        }
+        if let Some(password) = &writer_password {
+            value["writer_password"] = json!(password.expose());
         }
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(exit::OK);
@@ -289,10 +296,16 @@ pub fn url(settings: &Settings, args: &SinkUrlArgs) -> anyhow::Result<u8> {
     println!("remote write:  {}", urls.remote_write_url);
     println!("query API:     {}", urls.query_url);
     println!("Grafana:       {}{}", urls.grafana_url, if grafana_running { "" } else { " (not running now)" });
-    println!("user:          {username}");
+    println!("user:          {username} (owner: write, query, export, import)");
     match &password {
         Some(password) => println!("password:      {}", password.expose()),
         None => println!("password:      (hidden; add --show-password)"),
+    }
+    println!("writer:        {writer} (remote write only: what the cluster holds)");
+    match (&writer_password, args.show_password) {
+        (Some(password), _) => println!("writer password: {}", password.expose()),
+        (None, true) => println!("writer password: (none yet: `greenflow sink up` generates it)"),
+        (None, false) => println!("writer password: (hidden; add --show-password)"),
     }
     if args.public && settings.public_address()?.is_some_and(|p| p.scheme == "http") {
         eprintln!("warning: the public address is plain http: the password crosses the network unencrypted");
