@@ -44,25 +44,45 @@ pub enum ConfigError {
         /// What to do instead.
         fix: String,
     },
-    /// `.secrets.env` is malformed.
-    #[error("cannot parse `{}`; each line must be NAME=value", path.display())]
+    /// `.secrets.env` is malformed. Only the line number is given: the line may hold a secret.
+    #[error(
+        "`{}` line {line} cannot be parsed: write NAME=value, quoting a value that holds blanks, quotes or '#' \
+         (the line is not shown: it may hold a secret)",
+        path.display()
+    )]
     SecretsFile {
         /// The file.
         path: PathBuf,
-        /// The parser's error.
-        #[source]
-        source: dotenvy::Error,
+        /// The line (1-based) the parser stopped at.
+        line: usize,
+    },
+    /// A secret variable holds a value that cannot be used as it is. The value is never part of the message.
+    #[error("{var} {problem}; {fix}")]
+    Secret {
+        /// The variable, and the file it came from when it was not the process environment.
+        var: String,
+        /// What is wrong with the value.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
+    /// A variable greenflow reads holds bytes that are not UTF-8 (the value is not shown).
+    #[error("{var} is not valid UTF-8 text; set it to UTF-8 or unset it")]
+    NotUtf8 {
+        /// The variable.
+        var: String,
     },
     /// No home directory and no XDG variables: nowhere to keep data.
     #[error("cannot find a home directory; set HOME, XDG_DATA_HOME or paths.data_dir")]
     NoHome,
-    /// Any of the above, found in a given configuration file.
-    #[error("{}: {source}", path.display())]
+    /// Any of the above, found in a given configuration file. The message holds the inner one (it is not a
+    /// `source`, so that a chain printed with `{:#}` says it once).
+    #[error("{}: {error}", path.display())]
     InFile {
         /// The configuration file.
         path: PathBuf,
         /// What is wrong in it.
-        source: Box<ConfigError>,
+        error: Box<ConfigError>,
     },
 }
 
@@ -74,6 +94,6 @@ impl ConfigError {
 
     /// Attaches the file the error was found in.
     pub(crate) fn in_file(self, path: &Path) -> Self {
-        Self::InFile { path: path.to_owned(), source: Box::new(self) }
+        Self::InFile { path: path.to_owned(), error: Box::new(self) }
     }
 }

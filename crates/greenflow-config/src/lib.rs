@@ -13,7 +13,7 @@ mod paths;
 mod secret;
 mod suggest;
 
-pub use env::{Env, SecretVar};
+pub use env::{Env, SecretVar, utf8_vars};
 pub use error::ConfigError;
 pub use model::{
     CaddyConfig, ClusterConfig, Config, GrafanaConfig, LocalClusterConfig, PathsConfig, PublicAddress,
@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 
 /// The file name greenflow looks for, upward from the working directory.
 pub const CONFIG_FILE_NAME: &str = "greenflow.yaml";
+/// The configuration the NixOS module writes, used when no other is found.
+pub const SYSTEM_CONFIG_FILE: &str = "/etc/greenflow/greenflow.yaml";
 /// The secrets file read next to the configuration file (or in the working directory).
 pub const SECRETS_FILE_NAME: &str = ".secrets.env";
 
@@ -46,13 +48,16 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Loads settings the way the CLI does: `explicit` (from `--config`) if given, else `greenflow.yaml` found upward
-    /// from `cwd`, else defaults. `process_env` is the process environment.
+    /// Loads settings the way the CLI does: `explicit` (from `--config`) if given, else the file [`discover`] finds,
+    /// else defaults. `process_env` is the process environment.
     pub fn load(
         explicit: Option<&Path>,
         cwd: &Path,
         process_env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        let process_env: Vec<(String, String)> = process_env.into_iter().collect();
+        let var = |name: &str| process_env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let user_config = user_config_file(var("XDG_CONFIG_HOME"), var("HOME"));
         let config_file = match explicit {
             Some(path) => {
                 if !path.is_file() {
@@ -60,7 +65,7 @@ impl Settings {
                 }
                 Some(path.to_owned())
             }
-            None => find_upward(cwd, CONFIG_FILE_NAME),
+            None => discover(cwd, user_config.as_deref(), Path::new(SYSTEM_CONFIG_FILE)),
         };
         let project_dir = config_file
             .as_deref()
@@ -78,8 +83,9 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Checks what can only be checked once the environment is known.
+    /// Checks what can only be checked once the environment is known: the secrets' bytes and the public address.
     fn validate(&self) -> Result<(), ConfigError> {
+        self.env.check_secrets()?;
         self.public_address().map(|_| ())
     }
 
@@ -101,9 +107,27 @@ impl Settings {
     }
 }
 
-/// Looks for `name` in `start` and each of its ancestors.
+/// Looks for `name` in `start` and each of its ancestors. Anything of that name counts (a directory too, which
+/// then fails to load with its path named, instead of being passed over).
 pub fn find_upward(start: &Path, name: &str) -> Option<PathBuf> {
-    start.ancestors().map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
+    start.ancestors().map(|dir| dir.join(name)).find(|candidate| candidate.symlink_metadata().is_ok())
+}
+
+/// `$XDG_CONFIG_HOME/greenflow/greenflow.yaml` (`~/.config/...` when unset), where the home-manager module writes it.
+pub fn user_config_file(xdg_config_home: Option<&str>, home: Option<&str>) -> Option<PathBuf> {
+    let base = match xdg_config_home.filter(|dir| Path::new(dir).is_absolute()) {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(home.filter(|h| !h.is_empty())?).join(".config"),
+    };
+    Some(base.join("greenflow").join(CONFIG_FILE_NAME))
+}
+
+/// The configuration file to use without `--config`: `greenflow.yaml` upward from `cwd` (a project's own), then the
+/// user's (`user_config`, from the home-manager module), then the system's (`system_config`, from the NixOS module).
+pub fn discover(cwd: &Path, user_config: Option<&Path>, system_config: &Path) -> Option<PathBuf> {
+    find_upward(cwd, CONFIG_FILE_NAME)
+        .or_else(|| user_config.filter(|p| p.symlink_metadata().is_ok()).map(Path::to_owned))
+        .or_else(|| system_config.symlink_metadata().is_ok().then(|| system_config.to_owned()))
 }
 
 #[cfg(test)]

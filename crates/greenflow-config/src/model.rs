@@ -73,6 +73,23 @@ impl Config {
                 ));
             }
         }
+        // The stand-in cluster's ports (0: a free one at start) must not take one of the sink's, nor each other's.
+        let local_ports = [
+            ("local.prometheus_port", self.local.prometheus_port),
+            ("local.node_exporter_port", self.local.node_exporter_port),
+        ];
+        for (i, (key, port)) in local_ports.iter().enumerate() {
+            if *port == 0 {
+                continue;
+            }
+            if let Some((other, _)) = ports.iter().chain(&local_ports[..i]).find(|(_, p)| p == port) {
+                return Err(ConfigError::value(
+                    key,
+                    &port.to_string(),
+                    &format!("it is already used by {other}; choose another port, or 0 for a free one"),
+                ));
+            }
+        }
         sink.retention.validate()?;
         validate_plain_text("sink.username", &sink.username)?;
         if sink.username.contains(':') {
@@ -86,24 +103,70 @@ impl Config {
         if let Some(host) = &sink.public_host {
             PublicAddress::parse(host, "sink.public_host")?;
         }
-        if self.local.scrape_interval < Duration::from_secs(1) {
-            return Err(ConfigError::value(
-                "local.scrape_interval",
-                &humantime::format_duration(self.local.scrape_interval).to_string(),
-                "use at least 1s",
-            ));
-        }
+        validate_extra_args(&sink.victoria_metrics.extra_args)?;
+        check_duration(
+            "sink.victoria_metrics.search_latency_offset",
+            sink.victoria_metrics.search_latency_offset,
+            Duration::ZERO,
+            "e.g. 2s",
+        )?;
+        check_duration("local.scrape_interval", self.local.scrape_interval, Duration::from_secs(1), "e.g. 5s")?;
         self.cluster.validate()?;
         self.run.validate()?;
-        if self.remote_write.max_samples_per_send == 0 || self.remote_write.capacity == 0 {
-            return Err(ConfigError::value(
-                "remote_write.max_samples_per_send",
-                &self.remote_write.max_samples_per_send.to_string(),
-                "capacity and max_samples_per_send must be at least 1",
-            ));
-        }
+        self.remote_write.validate()?;
         Ok(())
     }
+}
+
+/// The longest duration any setting takes: 100 years (VictoriaMetrics' longest retention), far below what would
+/// overflow a clock.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Checks that a duration lies between `min` and [`MAX_DURATION`]; `example` ends the message.
+fn check_duration(key: &str, value: Duration, min: Duration, example: &str) -> Result<(), ConfigError> {
+    let shown = || humantime::format_duration(value).to_string();
+    if value < min {
+        let least = humantime::format_duration(min);
+        return Err(ConfigError::value(key, &shown(), &format!("use at least {least}, {example}")));
+    }
+    if value > MAX_DURATION {
+        return Err(ConfigError::value(key, &shown(), &format!("use at most 100y, {example}")));
+    }
+    Ok(())
+}
+
+/// The VictoriaMetrics flags greenflow sets itself, with the setting to use instead.
+const OWNED_VM_FLAGS: [(&str, &str); 6] = [
+    ("httpListenAddr", "set sink.victoria_metrics.port instead (it always listens on 127.0.0.1; Caddy is the door)"),
+    ("storageDataPath", "set paths.data_dir instead"),
+    ("retentionPeriod", "set sink.retention instead"),
+    ("search.latencyOffset", "set sink.victoria_metrics.search_latency_offset instead"),
+    ("envflag.enable", "remove it: greenflow gives every flag on the command line, not through the environment"),
+    ("envflag.prefix", "remove it: greenflow gives every flag on the command line, not through the environment"),
+];
+
+/// Refuses extra VictoriaMetrics flags that would override greenflow's own, or put credentials on a command line
+/// every local user can read. Only the flag's name is shown, never its value.
+fn validate_extra_args(args: &[String]) -> Result<(), ConfigError> {
+    const KEY: &str = "sink.victoria_metrics.extra_args";
+    for arg in args {
+        let name = arg.trim_start_matches('-');
+        let name = name.split_once('=').map_or(name, |(name, _)| name);
+        let fix = if let Some((_, fix)) = OWNED_VM_FLAGS.iter().find(|(flag, _)| *flag == name) {
+            *fix
+        } else if name.ends_with("AuthKey") || name.starts_with("httpAuth.") {
+            "remove it: Caddy guards the sink with sink.username and GREENFLOW_SINK_PASSWORD, and a key on \
+             VictoriaMetrics' command line is readable by every local user"
+        } else {
+            continue;
+        };
+        return Err(ConfigError::Value {
+            key: KEY.to_owned(),
+            value: format!("-{}", name.escape_debug()),
+            fix: format!("greenflow sets this flag itself; {fix}"),
+        });
+    }
+    Ok(())
 }
 
 /// Rejects what no user name can sensibly hold: emptiness, surrounding blanks and control characters.
@@ -257,6 +320,39 @@ impl Default for RemoteWriteConfig {
     }
 }
 
+impl RemoteWriteConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("remote_write.capacity", self.capacity),
+            ("remote_write.max_samples_per_send", self.max_samples_per_send),
+            ("remote_write.max_shards", self.max_shards),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::value(
+                    key,
+                    "0",
+                    "use at least 1; the defaults are in `greenflow init`'s file",
+                ));
+            }
+        }
+        let ms = Duration::from_millis(1);
+        check_duration("remote_write.batch_send_deadline", self.batch_send_deadline, ms, "e.g. 5s")?;
+        check_duration("remote_write.min_backoff", self.min_backoff, ms, "e.g. 500ms")?;
+        check_duration("remote_write.max_backoff", self.max_backoff, ms, "e.g. 10s")?;
+        if self.min_backoff > self.max_backoff {
+            return Err(ConfigError::value(
+                "remote_write.min_backoff",
+                &humantime::format_duration(self.min_backoff).to_string(),
+                &format!(
+                    "it is longer than remote_write.max_backoff ({}); make min_backoff at most max_backoff",
+                    humantime::format_duration(self.max_backoff)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// How long `greenflow run` waits at each step before it gives up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -290,13 +386,7 @@ impl RunConfig {
             ("run.first_sample_timeout", self.first_sample_timeout),
             ("run.drain_timeout", self.drain_timeout),
         ] {
-            if value < Duration::from_secs(1) {
-                return Err(ConfigError::value(
-                    key,
-                    &humantime::format_duration(value).to_string(),
-                    "use at least 1s, e.g. 5m",
-                ));
-            }
+            check_duration(key, value, Duration::from_secs(1), "e.g. 5m")?;
         }
         Ok(())
     }
@@ -418,13 +508,7 @@ impl ClusterConfig {
         if let Some(context) = &self.context {
             validate_plain_text("cluster.context", context)?;
         }
-        if self.scrape_interval < Duration::from_secs(1) {
-            return Err(ConfigError::value(
-                "cluster.scrape_interval",
-                &humantime::format_duration(self.scrape_interval).to_string(),
-                "use at least 1s",
-            ));
-        }
+        check_duration("cluster.scrape_interval", self.scrape_interval, Duration::from_secs(1), "e.g. 5s")?;
         if !matches!(self.extra_values, serde_yaml::Value::Null | serde_yaml::Value::Mapping(_)) {
             return Err(ConfigError::value(
                 "cluster.extra_values",
@@ -484,29 +568,36 @@ impl From<String> for Retention {
 }
 
 impl Retention {
-    /// Checks the value: VictoriaMetrics accepts digits with `h`, `d`, `w`, `y` or none (months), of at least a day.
+    /// Checks the value: VictoriaMetrics accepts digits with `h`, `d`, `w`, `y` or none (months of 31 days), of at
+    /// least a day. It silently caps the period at 100 years (`retentionMax` in its `lib/storage/storage.go`), so
+    /// anything longer is refused here rather than shortened there.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        const MAX_HOURS: u64 = 100 * 365 * 24;
         let value = &self.0;
-        let bad = || {
-            ConfigError::value(
-                "sink.retention",
-                value,
-                "use a whole number with h, d, w or y (e.g. 100y, 90d) of at least one day",
-            )
-        };
+        let bad = |fix: &str| ConfigError::value("sink.retention", value, fix);
+        let format = "use a whole number with h, d, w or y (e.g. 100y, 90d) of at least one day";
+        let too_long = "VictoriaMetrics keeps data at most 100 years: use at most 100y (a bare number counts months \
+                        of 31 days)";
         let digits_end = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
         let (digits, unit) = value.split_at(digits_end);
-        let number: u64 = digits.parse().map_err(|_| bad())?;
-        let hours = match unit {
-            "h" => number,
-            "d" => number.saturating_mul(24),
-            "w" => number.saturating_mul(24 * 7),
-            "y" => number.saturating_mul(24 * 365),
-            "" => number.saturating_mul(24 * 31),
-            _ => return Err(bad()),
+        if digits.is_empty() || !matches!(unit, "h" | "d" | "w" | "y" | "") {
+            return Err(bad(format));
+        }
+        // Only digits are left, so a failed parse means a number beyond u64.
+        let Ok(number) = digits.parse::<u64>() else { return Err(bad(too_long)) };
+        let hours_per_unit: u64 = match unit {
+            "h" => 1,
+            "d" => 24,
+            "w" => 24 * 7,
+            "y" => 24 * 365,
+            _ => 24 * 31,
         };
+        let hours = number.saturating_mul(hours_per_unit);
         if hours < 24 {
-            return Err(bad());
+            return Err(bad(format));
+        }
+        if hours > MAX_HOURS {
+            return Err(bad(too_long));
         }
         Ok(())
     }
@@ -529,27 +620,38 @@ impl PublicAddress {
     /// Parses a host name (`laptop.tail1234.ts.net`, meaning https) or an `http(s)://host[:port]` URL. `key` names
     /// the setting for the error message.
     pub fn parse(value: &str, key: &str) -> Result<Self, ConfigError> {
+        refuse_user_info(value, key)?;
         let with_scheme = if value.contains("://") { value.to_owned() } else { format!("https://{value}") };
-        let url = url::Url::parse(&with_scheme).map_err(|_| {
-            ConfigError::value(key, value, "use a host name such as laptop.tail1234.ts.net or an https:// URL")
-        })?;
+        let url = url::Url::parse(&with_scheme)
+            .map_err(|_| url_error(key, value, "use a host name such as laptop.tail1234.ts.net or an https:// URL"))?;
         let address = Self::from_url(&url, value, key)?;
-        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-            return Err(ConfigError::value(
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(url_error(
                 key,
                 value,
-                "give only the scheme, host and port; greenflow adds the /vm/ paths",
+                "remove the query string or fragment; give only the scheme, host and port",
             ));
+        }
+        if url.path() != "/" {
+            return Err(url_error(key, value, "give only the scheme, host and port; greenflow adds the /vm/ paths"));
         }
         Ok(address)
     }
 
     /// Takes a full remote-write URL as the original project's `EXPERIMENT_STORAGE_URL` held it.
     pub fn from_remote_write_url(value: &str, key: &str) -> Result<Self, ConfigError> {
+        refuse_user_info(value, key)?;
         let url = url::Url::parse(value).map_err(|_| {
-            ConfigError::value(key, value, "use a full URL such as https://laptop.tail1234.ts.net/vm/api/v1/write")
+            url_error(key, value, "use a full URL such as https://laptop.tail1234.ts.net/vm/api/v1/write")
         })?;
         let mut address = Self::from_url(&url, value, key)?;
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(url_error(
+                key,
+                value,
+                "remove the query string or fragment, e.g. https://laptop.tail1234.ts.net/vm/api/v1/write",
+            ));
+        }
         address.remote_write_url = value.to_owned();
         Ok(address)
     }
@@ -557,7 +659,10 @@ impl PublicAddress {
     fn from_url(url: &url::Url, value: &str, key: &str) -> Result<Self, ConfigError> {
         let scheme = url.scheme();
         if scheme != "https" && scheme != "http" {
-            return Err(ConfigError::value(key, value, "use an http:// or https:// address"));
+            return Err(url_error(key, value, "use an http:// or https:// address"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(url_error(key, value, USER_INFO_FIX));
         }
         let host = match url.host() {
             Some(url::Host::Domain(domain)) => {
@@ -569,7 +674,7 @@ impl PublicAddress {
                         && !label.ends_with('-')
                 });
                 if !valid {
-                    return Err(ConfigError::value(
+                    return Err(url_error(
                         key,
                         value,
                         "a host name is made of letters, digits, '-' and '.' (e.g. laptop.tail1234.ts.net)",
@@ -579,16 +684,12 @@ impl PublicAddress {
             }
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
             Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
-            None => return Err(ConfigError::value(key, value, "the address needs a host name")),
+            None => return Err(url_error(key, value, "the address needs a host name")),
         };
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(ConfigError::value(
-                key,
-                value,
-                "remove the credentials from the URL; the password comes from GREENFLOW_SINK_PASSWORD",
-            ));
-        }
         let port = url.port();
+        if port == Some(0) {
+            return Err(url_error(key, value, "use a port between 1 and 65535, or none for the scheme's default"));
+        }
         let authority = match port {
             Some(port) => format!("{host}:{port}"),
             None => host.clone(),
@@ -613,4 +714,53 @@ impl PublicAddress {
     pub fn is_tailnet(&self) -> bool {
         self.host.ends_with(".ts.net")
     }
+}
+
+/// Why a URL with user info is refused.
+const USER_INFO_FIX: &str = "remove the user name and password from the URL: credentials go in \
+                             GREENFLOW_SINK_PASSWORD (and sink.username), not in the URL";
+
+/// Refuses a URL (or bare host) with user info before anything else looks at it, so that no message echoes it.
+fn refuse_user_info(value: &str, key: &str) -> Result<(), ConfigError> {
+    if authority(value).contains('@') {
+        return Err(url_error(key, value, USER_INFO_FIX));
+    }
+    Ok(())
+}
+
+/// Where the authority of a URL or bare `host[:port]/...` starts: after `scheme://`, after `http:` or `https:`
+/// and any slashes (URL parsers accept `https:/host` and `https:\\host`), or at the start.
+fn authority_start(value: &str) -> usize {
+    if let Some(i) = value.find("://") {
+        return i + 3;
+    }
+    let lower = value.to_ascii_lowercase();
+    match ["https:", "http:"].iter().find(|scheme| lower.starts_with(*scheme)) {
+        Some(scheme) => value.len() - value[scheme.len()..].trim_start_matches(['/', '\\']).len(),
+        None => 0,
+    }
+}
+
+/// The authority part of a URL or bare `host[:port]/...`: from [`authority_start`] up to the first `/`, `?`, `#`
+/// or `\` (which URL parsers read as `/`).
+fn authority(value: &str) -> &str {
+    let rest = &value[authority_start(value)..];
+    rest.split(['/', '?', '#', '\\']).next().unwrap_or(rest)
+}
+
+/// A URL with anything that could be user info replaced by `[redacted]`, for messages: everything from the start
+/// of the authority to the last `@` before any query or fragment (a path with an `@` is redacted too, which costs
+/// nothing in a message).
+pub(crate) fn redact_url(value: &str) -> String {
+    let start = authority_start(value);
+    let end = value[start..].find(['?', '#']).map_or(value.len(), |i| start + i);
+    match value[start..end].rfind('@') {
+        Some(at) => format!("{}[redacted]{}", &value[..start], &value[start + at..]),
+        None => value.to_owned(),
+    }
+}
+
+/// A [`ConfigError::Value`] for a URL, shown without its user info.
+fn url_error(key: &str, value: &str, fix: &str) -> ConfigError {
+    ConfigError::value(key, &redact_url(value), fix)
 }

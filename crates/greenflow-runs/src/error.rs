@@ -33,7 +33,7 @@ pub enum RunError {
         supported: u32,
     },
     /// A run name that cannot be a label value in every tool.
-    #[error("run name `{name}` is not valid: use 1 to 100 letters, digits, '-', '_' or '.'")]
+    #[error("run name `{}` is not valid: use 1 to 100 letters, digits, '-', '_' or '.'", name.escape_debug())]
     BadName {
         /// The name given.
         name: String,

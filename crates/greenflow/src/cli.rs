@@ -43,12 +43,12 @@ pub enum Command {
     ///
     /// Examples:
     ///   greenflow completions bash > ~/.local/share/bash-completion/completions/greenflow
-    ///   greenflow completions zsh > "${fpath[1]}/_greenflow"
+    ///   greenflow completions zsh > ~/.zfunc/_greenflow   # with fpath+=(~/.zfunc) in ~/.zshrc
     ///   greenflow completions fish > ~/.config/fish/completions/greenflow.fish
     /// The Nix package installs all three.
     #[command(verbatim_doc_comment)]
     Completions(CompletionsArgs),
-    /// Write the man pages (greenflow.1 and one greenflow-<command>.1 per command) into a directory.
+    /// Write the man pages (greenflow.1 and one greenflow-COMMAND.1 per command) into a directory.
     Man(ManArgs),
     /// Write a commented greenflow.yaml, .secrets.env.example and .envrc into the current directory.
     Init(InitArgs),
@@ -125,7 +125,8 @@ pub struct BenchDrainArgs {
     #[arg(long, default_value_t = 3)]
     pub runs: u32,
     /// How long each run lasts.
-    #[arg(long, default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "20s", value_name = "DURATION")]
+    #[arg(value_parser = parse_duration, allow_hyphen_values = true)]
     pub duration: Duration,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -249,7 +250,8 @@ pub struct SinkUpArgs {
     pub detach: bool,
 
     /// How long to wait for every component to answer.
-    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    #[arg(value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Duration,
 
     /// Internal: this process is the background supervisor started by --detach.
@@ -277,7 +279,7 @@ pub struct SinkUrlArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Stop by itself after this long (e.g. 30s, 5m) and print a summary; without it, run until Ctrl-C.
-    #[arg(long = "for", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long = "for", value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub duration: Option<Duration>,
 
     /// The experiment name written into every sample (greenflow_experiment).
@@ -285,7 +287,8 @@ pub struct DemoArgs {
     pub name: String,
 
     /// How long to wait for the first sample to reach the sink.
-    #[arg(long, default_value = "120s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "120s", value_name = "DURATION")]
+    #[arg(value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Duration,
 }
 
@@ -309,7 +312,8 @@ pub struct RunArgs {
     pub backend: Option<BackendChoice>,
 
     /// Run for this long (e.g. 90s, 10m) instead of running a command.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION", conflicts_with = "command")]
+    #[arg(long, value_name = "DURATION", conflicts_with = "command")]
+    #[arg(value_parser = parse_duration, allow_hyphen_values = true)]
     pub duration: Option<Duration>,
 
     /// Scale down even when the drain times out (run.drain_timeout): samples still queued are lost. Without it,
@@ -397,6 +401,45 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     Ok((name.to_owned(), value.to_owned()))
 }
 
+/// A duration flag's value: at least 1s and at most 100 years. Duration flags take values that start with `-`
+/// (`allow_hyphen_values`), so that `-5s` reaches this check instead of reading as an unknown flag.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{e}; use e.g. 30s, 5m, 1h30m"))
+    const EXAMPLES: &str = "use e.g. 30s, 5m, 1h30m";
+    if let Some(rest) = text.strip_prefix('-')
+        && humantime::parse_duration(rest).is_ok()
+    {
+        return Err(format!("durations cannot be negative; {EXAMPLES}"));
+    }
+    let duration = humantime::parse_duration(text).map_err(|e| format!("{e}; {EXAMPLES}"))?;
+    if duration < Duration::from_secs(1) {
+        return Err(format!("must be at least 1s; {EXAMPLES}"));
+    }
+    if duration > Duration::from_secs(100 * 365 * 24 * 3600) {
+        return Err(format!("must be at most 100y; {EXAMPLES}"));
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_positive_and_bounded() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("-5s").unwrap_err().contains("cannot be negative"));
+        assert!(parse_duration("0s").unwrap_err().contains("at least 1s"));
+        assert!(parse_duration("500ms").unwrap_err().contains("at least 1s"));
+        assert!(parse_duration("200y").unwrap_err().contains("at most 100y"));
+        assert!(parse_duration("soon").unwrap_err().contains("e.g. 30s"));
+        assert!(parse_duration("--").is_err());
+    }
+
+    #[test]
+    fn a_negative_duration_reaches_the_value_parser() {
+        let err = Cli::try_parse_from(["greenflow", "run", "x", "--duration", "-5s"]).unwrap_err().to_string();
+        assert!(err.contains("durations cannot be negative"), "{err}");
+        let err = Cli::try_parse_from(["greenflow", "demo", "--for", "-1m"]).unwrap_err().to_string();
+        assert!(err.contains("durations cannot be negative"), "{err}");
+    }
 }

@@ -23,7 +23,11 @@ pub mod exit {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    quiet_on_closed_stdout();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
     ui::init_logging(
         cli.verbose,
         cli.quiet,
@@ -35,7 +39,7 @@ fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::from(exit::OK);
             }
-            eprintln!("greenflow: {err:#}");
+            eprintln!("greenflow: {}", error_message(&err));
             ExitCode::from(exit::ERROR)
         }
     }
@@ -50,4 +54,140 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// A reader that went away (`greenflow runs list | head -1`) ends the command quietly with status 0, like `cat`
+/// does. `print!` panics when stdout is closed; this hook turns exactly that panic into an exit, and leaves every
+/// other panic to the default hook.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload.downcast_ref::<String>().map(String::as_str).or(payload.downcast_ref::<&str>().copied());
+        if message.is_some_and(is_closed_stdout_panic) {
+            std::process::exit(i32::from(exit::OK));
+        }
+        default(info);
+    }));
+}
+
+/// Whether a panic message is std's "failed printing to stdout" for a closed pipe.
+fn is_closed_stdout_panic(message: &str) -> bool {
+    message.strip_prefix("failed printing to stdout: ").is_some_and(|cause| {
+        cause.contains("Broken pipe") || cause.contains(&format!("(os error {})", nix::libc::EPIPE))
+    })
+}
+
+/// The whole error chain on one line, each message once: a cause whose text its parent already holds (the
+/// `#[error("...: {0}")]` pattern) is not repeated, and control characters (a newline in a name) are escaped.
+fn error_message(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    one_line(&message)
+}
+
+/// `text` with its control characters escaped (`\n`, `\t`, `\u{1b}`), so that it prints as one line.
+fn one_line(text: &str) -> String {
+    text.trim_end().chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.into() }).collect()
+}
+
+/// Prints a command-line error the way every other error prints: one line, `greenflow: ...`, status 2. Help and
+/// `--version` print as clap prints them.
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        err.exit();
+    }
+    eprintln!("greenflow: {}", fold_clap_message(&err.render().to_string()));
+    ExitCode::from(exit::ERROR)
+}
+
+/// clap's multi-line message (error, tips, usage, "For more information") as one line: `error: ` dropped, the
+/// pieces joined by `; `, a piece that ends in `:` joined to the next by a space, and the help hint last.
+fn fold_clap_message(rendered: &str) -> String {
+    let mut message = String::new();
+    let mut help_hint = None;
+    for line in rendered.lines().map(str::trim).filter(|line| !line.is_empty()) {
+        if line.starts_with("For more information") {
+            help_hint = Some("see --help");
+            continue;
+        }
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        let line = match line.strip_prefix("Usage: ") {
+            Some(usage) => format!("usage: {usage}"),
+            None => line.to_owned(),
+        };
+        if !message.is_empty() {
+            message.push_str(if message.ends_with(':') { " " } else { "; " });
+        }
+        message.push_str(&line);
+    }
+    if let Some(hint) = help_hint {
+        message.push_str("; ");
+        message.push_str(hint);
+    }
+    one_line(&message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_messages_fold_into_one_line() {
+        let rendered = "error: unexpected argument '--jsn' found\n\n  tip: a similar argument exists: '--json'\n\n\
+                        Usage: greenflow config show --json\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            fold_clap_message(rendered),
+            "unexpected argument '--jsn' found; tip: a similar argument exists: '--json'; usage: greenflow config \
+             show --json; see --help"
+        );
+        let rendered = "error: the following required arguments were not provided:\n  <NAME>\n\nUsage: greenflow \
+                        run <NAME>\n";
+        assert_eq!(
+            fold_clap_message(rendered),
+            "the following required arguments were not provided: <NAME>; usage: greenflow run <NAME>"
+        );
+    }
+
+    #[test]
+    fn each_message_of_a_chain_is_printed_once() {
+        #[derive(Debug)]
+        struct Repeats(std::io::Error);
+        impl std::fmt::Display for Repeats {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "outer: {}", self.0)
+            }
+        }
+        impl std::error::Error for Repeats {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let err = anyhow::Error::new(Repeats(std::io::Error::other("inner")));
+        assert_eq!(error_message(&err), "outer: inner");
+        let err = anyhow::Error::new(std::io::Error::other("cause")).context("what failed");
+        assert_eq!(error_message(&err), "what failed: cause");
+        let err = anyhow::anyhow!("run name `a\nb` is not valid");
+        assert_eq!(error_message(&err), "run name `a\\nb` is not valid");
+    }
+
+    #[test]
+    fn only_the_closed_stdout_panic_is_quiet() {
+        assert!(is_closed_stdout_panic("failed printing to stdout: Broken pipe (os error 32)"));
+        assert!(!is_closed_stdout_panic("failed printing to stdout: No space left on device (os error 28)"));
+        assert!(!is_closed_stdout_panic("index out of bounds"));
+    }
 }

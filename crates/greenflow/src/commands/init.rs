@@ -21,7 +21,8 @@ pub fn run(args: &InitArgs) -> anyhow::Result<u8> {
     let existing: Vec<String> =
         targets.iter().filter(|(path, _)| path.exists()).map(|(path, _)| path.display().to_string()).collect();
     if !existing.is_empty() && !args.force {
-        bail!("{} already exist(s); nothing was written (use --force to overwrite)", existing.join(", "));
+        let verb = if existing.len() == 1 { "exists" } else { "exist" };
+        bail!("{} already {verb}; nothing was written: use `greenflow init --force` to overwrite", existing.join(", "));
     }
     for (path, text) in &targets {
         std::fs::write(path, text).with_context(|| format!("cannot write `{}`", path.display()))?;

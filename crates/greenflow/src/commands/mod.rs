@@ -52,7 +52,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
 
 fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
-    let settings = Settings::load(cli.config.as_deref(), &cwd, std::env::vars())?;
+    let settings = Settings::load(cli.config.as_deref(), &cwd, greenflow_config::utf8_vars(std::env::vars_os())?)?;
     if let Some(file) = &settings.config_file {
         tracing::debug!(config = %file.display(), "loaded configuration");
     }

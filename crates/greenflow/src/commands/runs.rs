@@ -1,53 +1,107 @@
 //! `greenflow runs list | show`.
 
-use anyhow::bail;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
 use greenflow_config::Settings;
-use greenflow_runs::{RunRecord, RunStore};
+use greenflow_runs::RunRecord;
 use time::format_description::well_known::Rfc3339;
 
 use crate::cli::{FormatArgs, RunsShowArgs};
 use crate::exit;
 
-fn store(settings: &Settings) -> RunStore {
-    RunStore::new(settings.paths.runs_dir())
+/// A `<id>.json` file in the runs directory that does not hold a record, and why.
+struct Unreadable {
+    path: PathBuf,
+    reason: String,
 }
 
-/// Lists runs, newest first.
+impl Unreadable {
+    /// The file's run id (its name without `.json`).
+    fn id(&self) -> String {
+        self.path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
+    /// One line saying which file, why, and what to do.
+    fn message(&self) -> String {
+        let reason: String =
+            self.reason.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.into() }).collect();
+        format!(
+            "run record `{}` is unreadable ({reason}); repair it, or move it out of the runs directory",
+            self.path.display()
+        )
+    }
+}
+
+/// Every record in `dir`, newest first, and the files that could not be read. (`RunStore::list` skips unreadable
+/// files with only a log line; `runs list` and `runs show` name them, so they read the files themselves.)
+fn load(dir: &Path) -> anyhow::Result<(Vec<RunRecord>, Vec<Unreadable>)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
+        Err(e) => return Err(e).with_context(|| format!("cannot list the run records in `{}`", dir.display())),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    paths.sort();
+    let mut records = Vec::new();
+    let mut unreadable = Vec::new();
+    for path in paths {
+        let parsed = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read it: {e}"))
+            .and_then(|text| serde_json::from_str::<RunRecord>(&text).map_err(|e| format!("not a run record: {e}")));
+        match parsed {
+            Ok(record) => records.push(record),
+            Err(reason) => unreadable.push(Unreadable { path, reason }),
+        }
+    }
+    records.sort_by(|a, b| b.id.cmp(&a.id));
+    Ok((records, unreadable))
+}
+
+/// Lists runs, newest first. Unreadable record files are named on stderr, after the list, with status 2.
 pub fn list(settings: &Settings, args: &FormatArgs) -> anyhow::Result<u8> {
-    let records = store(settings).list()?;
+    let (records, unreadable) = load(&settings.paths.runs_dir())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&records)?);
-        return Ok(exit::OK);
-    }
-    if records.is_empty() {
+    } else if records.is_empty() && unreadable.is_empty() {
         println!("no runs recorded yet in {}; `greenflow demo` makes one", settings.paths.runs_dir().display());
-        return Ok(exit::OK);
+    } else if !records.is_empty() {
+        println!("{:<24} {:<20} {:<12} {:<22} {:>8}", "ID", "NAME", "STATUS", "START (UTC)", "SAMPLES");
+        for record in &records {
+            println!(
+                "{:<24} {:<20} {:<12} {:<22} {:>8}",
+                record.id,
+                record.name,
+                serde_json::to_value(record.status)?.as_str().unwrap_or_default(),
+                record.start.format(&Rfc3339)?,
+                record.samples.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            );
+        }
     }
-    println!("{:<24} {:<20} {:<12} {:<22} {:>8}", "ID", "NAME", "STATUS", "START (UTC)", "SAMPLES");
-    for record in &records {
-        println!(
-            "{:<24} {:<20} {:<12} {:<22} {:>8}",
-            record.id,
-            record.name,
-            serde_json::to_value(record.status)?.as_str().unwrap_or_default(),
-            record.start.format(&Rfc3339)?,
-            record.samples.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
-        );
+    for file in &unreadable {
+        eprintln!("greenflow: {}", file.message());
     }
-    Ok(exit::OK)
+    Ok(if unreadable.is_empty() { exit::OK } else { exit::ERROR })
 }
 
 /// Shows one run.
 pub fn show(settings: &Settings, args: &RunsShowArgs) -> anyhow::Result<u8> {
-    let records = store(settings).list()?;
+    let (records, unreadable) = load(&settings.paths.runs_dir())?;
     let matching: Vec<&RunRecord> = records.iter().filter(|r| r.id.as_str().starts_with(&args.id)).collect();
     let record = match matching.as_slice() {
         [one] => *one,
-        [] => bail!(
-            "no run `{}` in {}; `greenflow runs list` shows the ids",
-            args.id,
-            settings.paths.runs_dir().display()
-        ),
+        [] => match unreadable.iter().find(|file| file.id().starts_with(&args.id)) {
+            Some(file) => bail!("{}", file.message()),
+            None => bail!(
+                "no run `{}` in {}; `greenflow runs list` shows the ids",
+                args.id,
+                settings.paths.runs_dir().display()
+            ),
+        },
         _ => bail!("`{}` matches {} runs; give more of the id", args.id, matching.len()),
     };
     if args.json {
