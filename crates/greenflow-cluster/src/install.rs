@@ -57,7 +57,12 @@ impl Helm {
     pub fn run(&self, args: &[String]) -> Result<String, ClusterError> {
         let command = self.command_line(args);
         tracing::debug!(%command, "running helm");
-        let output = duct::cmd(&self.path, args)
+        let mut expression = duct::cmd(&self.path, args);
+        // helm needs the kubeconfig, never the sink's or Tailscale's secrets.
+        for name in greenflow_config::SecretVar::ALL.iter().flat_map(|var| var.names()) {
+            expression = expression.env_remove(name);
+        }
+        let output = expression
             .stdout_capture()
             .stderr_capture()
             .unchecked()

@@ -20,7 +20,6 @@ fn hostile() -> impl Strategy<Value = String> {
     ]
 }
 
-
 fn caddy_adapt(caddyfile: &str) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("Caddyfile");
@@ -84,10 +83,13 @@ fn a_typical_unicode_user_name_is_accepted_and_exact() {
     let json = caddy_adapt(&render_caddyfile(&input).unwrap());
     let mut sets = account_sets(&json);
     sets.sort();
-    assert_eq!(sets, vec![
-        vec!["greenflow-writer".to_owned(), "ünïcødé-ūser.name@lab".to_owned()],
-        vec!["ünïcødé-ūser.name@lab".to_owned()],
-    ]);
+    assert_eq!(
+        sets,
+        vec![
+            vec!["greenflow-writer".to_owned(), "ünïcødé-ūser.name@lab".to_owned()],
+            vec!["ünïcødé-ūser.name@lab".to_owned()],
+        ]
+    );
 }
 
 proptest! {

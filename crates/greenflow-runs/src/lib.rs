@@ -19,7 +19,7 @@ pub use backend::{BackendError, BackendInfo, BackendKind, ClusterBackend, Progre
 pub use error::RunError;
 pub use kube_backend::{KubeBackend, backend_error};
 pub use lifecycle::{Interrupts, Reporter, RunContext, RunRequest, Workload};
-pub use local::{LocalCluster, LocalClusterPlan, sink_agent_input};
+pub use local::{LocalCluster, LocalClusterPlan, check_local_programs, sink_agent_input};
 pub use local_backend::LocalBackend;
 pub use record::{
     DrainOutcome, DrainReport, RUN_FORMAT_VERSION, RunId, RunProcess, RunRecord, RunStatus, RunStore, validate_name,

@@ -519,7 +519,12 @@ impl<B: ClusterBackend> ActiveRun<'_, '_, '_, B> {
             return Err("no command given".into());
         };
         self.reporter().note(&format!("running `{}`", shell_words(command)));
-        let handle = duct::cmd(program, args)
+        // The experiment's command is the researcher's own, but greenflow's secrets are not its business.
+        let mut expression = duct::cmd(program, args);
+        for name in greenflow_config::SecretVar::ALL.iter().flat_map(|var| var.names()) {
+            expression = expression.env_remove(name);
+        }
+        let handle = expression
             .env("GREENFLOW_RUN", self.record.id.as_str())
             .env("GREENFLOW_EXPERIMENT", &self.record.name)
             .unchecked()

@@ -47,6 +47,24 @@ pub fn sink_agent_input(
     }
 }
 
+/// Finds the stand-in cluster's programs (Prometheus and node-exporter) and checks their releases, writing and
+/// starting nothing; returns what each reports, for the run record.
+pub fn check_local_programs(settings: &Settings) -> Result<BTreeMap<String, String>, RunError> {
+    let local = &settings.config.local;
+    let mut versions = BTreeMap::new();
+    for (key, program, configured) in [
+        ("prometheus", Program::Prometheus, local.prometheus_binary.as_deref()),
+        ("node-exporter", Program::NodeExporter, local.node_exporter_binary.as_deref()),
+    ] {
+        let binary = program.locate(configured, &settings.env)?;
+        let release = versions::detect_supported(program, &binary)?;
+        if release != Release::Unknown {
+            versions.insert(key.to_owned(), release.describe());
+        }
+    }
+    Ok(versions)
+}
+
 /// A local cluster with its files written, ready to start.
 #[derive(Debug, Clone)]
 pub struct LocalClusterPlan {
@@ -57,6 +75,8 @@ pub struct LocalClusterPlan {
     pub node_exporter_listen: String,
     /// The rendered `prometheus.yml`.
     pub prometheus_config: PathBuf,
+    /// The agent's password file (mode 0600), removed when the cluster stops.
+    pub password_file: PathBuf,
     /// Versions of the programs (`prometheus`, `node-exporter`).
     pub versions: BTreeMap<String, String>,
     /// The external labels every sample carries.
@@ -175,7 +195,15 @@ impl LocalCluster {
                 stop_grace: FLUSH_DEADLINE + Duration::from_secs(5),
             },
         ];
-        Ok(LocalClusterPlan { specs, prometheus_listen, node_exporter_listen, prometheus_config, versions, labels })
+        Ok(LocalClusterPlan {
+            specs,
+            prometheus_listen,
+            node_exporter_listen,
+            prometheus_config,
+            password_file,
+            versions,
+            labels,
+        })
     }
 
     /// Starts node-exporter and the agent.
@@ -199,8 +227,10 @@ impl LocalCluster {
         self.supervisor.mark_started();
     }
 
-    /// Stops the agent (which flushes its queue for at most the flush deadline) and node-exporter.
+    /// Stops the agent (which flushes its queue for at most the flush deadline) and node-exporter, and removes the
+    /// run's copy of the writer's password.
     pub async fn stop(self) {
         self.supervisor.stop().await;
+        let _ = std::fs::remove_file(&self.plan.password_file);
     }
 }

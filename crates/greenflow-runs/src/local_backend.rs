@@ -8,8 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use greenflow_config::{Secret, Settings};
-use greenflow_sink::versions::{self, Release};
-use greenflow_sink::{Program, ensure_dir};
+use greenflow_sink::ensure_dir;
 use serde::{Deserialize, Serialize};
 
 use crate::RUN_LABEL;
@@ -75,20 +74,8 @@ impl ClusterBackend for LocalBackend {
     }
 
     async fn preflight(&mut self) -> Result<BackendInfo, BackendError> {
-        let local = &self.settings.config.local;
-        let mut versions = BTreeMap::new();
-        for (key, program, configured) in [
-            ("prometheus", Program::Prometheus, local.prometheus_binary.as_deref()),
-            ("node-exporter", Program::NodeExporter, local.node_exporter_binary.as_deref()),
-        ] {
-            let release = program
-                .locate(configured, &self.settings.env)
-                .and_then(|binary| versions::detect_supported(program, &binary))
-                .map_err(|e| BackendError::message(e.to_string()))?;
-            if release != Release::Unknown {
-                versions.insert(key.to_owned(), release.describe());
-            }
-        }
+        let versions =
+            crate::local::check_local_programs(&self.settings).map_err(|e| BackendError::message(e.to_string()))?;
         Ok(BackendInfo { description: "node-exporter and a Prometheus agent on this machine".into(), versions })
     }
 

@@ -70,10 +70,11 @@ impl Program {
     /// environment's PATH.
     pub fn locate(self, configured: Option<&Path>, env: &Env) -> Result<PathBuf, SinkError> {
         if let Some(path) = configured {
-            return if path.is_file() {
-                Ok(path.to_owned())
-            } else {
-                Err(SinkError::BinaryNotAtPath { program: self, path: path.to_owned() })
+            use std::os::unix::fs::PermissionsExt;
+            return match std::fs::metadata(path) {
+                Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => Ok(path.to_owned()),
+                Ok(_) => Err(SinkError::BinaryNotExecutable { program: self, path: path.to_owned() }),
+                Err(_) => Err(SinkError::BinaryNotAtPath { program: self, path: path.to_owned() }),
             };
         }
         let search_path = env.get("PATH").unwrap_or_default();

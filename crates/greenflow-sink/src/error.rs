@@ -88,6 +88,24 @@ pub enum SinkError {
         /// How it exited, and its last log lines.
         failure: crate::supervisor::StartupFailure,
     },
+    /// A configured path is not an executable file.
+    #[error("{}: `{}` is not an executable program; point it at {}'s binary", program.config_key(), path.display(), program.display_name())]
+    BinaryNotExecutable {
+        /// The program.
+        program: Program,
+        /// The configured path.
+        path: PathBuf,
+    },
+    /// A directory greenflow writes to lies below something that is not a directory.
+    #[error("{key}: `{}` cannot be a directory: `{}` is not one; choose another path", path.display(), blocker.display())]
+    NotADirectory {
+        /// The key that sets the path.
+        key: &'static str,
+        /// The configured directory.
+        path: PathBuf,
+        /// The existing non-directory on its way.
+        blocker: PathBuf,
+    },
     /// A port greenflow needs is taken.
     #[error("port {port} on 127.0.0.1 is already in use ({key}); stop what uses it or set {key} to a free port")]
     PortInUse {

@@ -159,7 +159,8 @@ pub fn loopback_urls(settings: &Settings) -> SinkUrls {
 /// The ports the sink binds, with the key that sets each.
 fn ports(settings: &Settings, with_grafana: bool) -> Vec<(u16, &'static str)> {
     let sink = &settings.config.sink;
-    let mut ports = vec![(sink.victoria_metrics.port, "sink.victoria_metrics.port"), (sink.http_port, "sink.http_port")];
+    let mut ports =
+        vec![(sink.victoria_metrics.port, "sink.victoria_metrics.port"), (sink.http_port, "sink.http_port")];
     if with_grafana {
         ports.push((sink.grafana.port, "sink.grafana.port"));
     }
@@ -214,7 +215,12 @@ pub fn prepare(settings: &Settings) -> Result<PreparedSink, SinkError> {
     let writer_hash = bcrypt::hash(writer_password(settings)?.expose(), BCRYPT_COST).map_err(SinkError::Hash)?;
     let caddy_dir = state.join("caddy");
     ensure_private_dir(&caddy_admin_dir(settings))?;
-    let caddyfile = caddyfile(settings, PasswordHashes { owner: password_hash, writer: writer_hash }, auth_directive, grafana.is_ok())?;
+    let caddyfile = caddyfile(
+        settings,
+        PasswordHashes { owner: password_hash, writer: writer_hash },
+        auth_directive,
+        grafana.is_ok(),
+    )?;
     let caddyfile_path = caddy_dir.join("Caddyfile");
     write_private(&caddyfile_path, &caddyfile)?;
     let caddy = Component {
@@ -267,6 +273,16 @@ pub(crate) struct PasswordHashes {
 /// The directory (mode 0700) of Caddy's admin socket.
 pub(crate) fn caddy_admin_dir(settings: &Settings) -> PathBuf {
     settings.paths.sink_state_dir().join("caddy-admin")
+}
+
+/// Fails when `dir` (set by `key`) cannot be created because something on its way is not a directory.
+pub fn check_writable_dir(dir: &Path, key: &'static str) -> Result<(), SinkError> {
+    match dir.ancestors().find(|a| a.symlink_metadata().is_ok()) {
+        Some(existing) if !existing.is_dir() => {
+            Err(SinkError::NotADirectory { key, path: dir.to_owned(), blocker: existing.to_owned() })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Creates a directory that only its owner may enter.
@@ -384,6 +400,17 @@ pub fn preflight(settings: &Settings) -> Result<Preflight, SinkError> {
     for (port, key) in ports(settings, grafana.is_ok()) {
         check_port_free(port, key)?;
     }
+    check_writable_dir(&settings.paths.data_dir, "paths.data_dir")?;
+    check_writable_dir(&settings.paths.state_dir, "paths.state_dir")?;
+    // The Caddyfile is rendered once here with stand-in hashes, so that what it cannot carry (a user name) is refused
+    // before anything is written or started.
+    let stand_in = "$2b$10$abcdefghijklmnopqrstuuJ0DHbwjfF3hOZ0FbV9hqfPZyS8pX.R2".to_owned();
+    caddyfile(
+        settings,
+        PasswordHashes { owner: stand_in.clone(), writer: stand_in },
+        versions::caddy_auth_directive(&caddy_release),
+        grafana.is_ok(),
+    )?;
     Ok(Preflight { vm_binary, vm_release, caddy_binary, caddy_release, grafana })
 }
 

@@ -67,13 +67,16 @@ pub fn render_config(settings: &Settings, out: &Path, secrets: &RenderSecrets) -
     };
     let with_grafana = sink.grafana.enabled;
     let hashes = PasswordHashes { owner: HASH_SENTINEL.to_owned(), writer: WRITER_HASH_SENTINEL.to_owned() };
-    let mut rendered =
-        caddyfile(settings, hashes, versions::caddy_auth_directive(&caddy_release), with_grafana)?;
+    let mut rendered = caddyfile(settings, hashes, versions::caddy_auth_directive(&caddy_release), with_grafana)?;
     // The owner's hash stands in the write route and the owner's route, the writer's in the write route only.
-    for (sentinel, var, count) in [(HASH_SENTINEL, PASSWORD_HASH_VAR, 2), (WRITER_HASH_SENTINEL, WRITER_PASSWORD_HASH_VAR, 1)] {
+    for (sentinel, var, count) in
+        [(HASH_SENTINEL, PASSWORD_HASH_VAR, 2), (WRITER_HASH_SENTINEL, WRITER_PASSWORD_HASH_VAR, 1)]
+    {
         let quoted = format!("\"{sentinel}\"");
         if rendered.matches(&quoted).count() != count {
-            return Err(SinkError::RenderedLayout { reason: "the user name collides with a password-hash placeholder" });
+            return Err(SinkError::RenderedLayout {
+                reason: "the user name collides with a password-hash placeholder",
+            });
         }
         rendered = rendered.replace(&quoted, &format!("\"{{${var}}}\""));
     }

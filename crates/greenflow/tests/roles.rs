@@ -64,7 +64,8 @@ impl Sink {
     }
 }
 
-const SERIES: &str = r#"{"metric":{"__name__":"roles_test","greenflow_run":"r1"},"values":[1],"timestamps":[1764547200000]}"#;
+const SERIES: &str =
+    r#"{"metric":{"__name__":"roles_test","greenflow_run":"r1"},"values":[1],"timestamps":[1764547200000]}"#;
 
 #[test]
 fn the_writer_may_only_remote_write() {
@@ -83,8 +84,12 @@ fn the_writer_may_only_remote_write() {
     // Everything else is the owner's.
     assert_eq!(sink.import(&sink.owner, SERIES), 204);
     assert_eq!(sink.import(&sink.writer, SERIES), 401, "the writer may not import");
-    for path in ["/api/v1/query?query=up", "/api/v1/export?match[]=roles_test", "/api/v1/series?match[]=up", "/internal/force_flush"]
-    {
+    for path in [
+        "/api/v1/query?query=up",
+        "/api/v1/export?match[]=roles_test",
+        "/api/v1/series?match[]=up",
+        "/internal/force_flush",
+    ] {
         assert_eq!(sink.as_(&sink.writer, sink.get(path)), 401, "writer GET {path}");
         assert_eq!(sink.as_(&sink.owner, sink.get(path)), 200, "owner GET {path}");
     }
@@ -119,7 +124,13 @@ fn nobody_deletes_snapshots_or_reloads_through_the_sink_or_without_greenflows_ke
 
     // VictoriaMetrics' own port: the admin endpoints want the key (400/401/422 by release, never success).
     let direct = |path: &str| Sink::status(sink.client.post(format!("{}{path}", sink.vm)));
-    for path in ["/api/v1/admin/tsdb/delete_series?match[]={greenflow_run=\"r1\"}", "/snapshot/create", "/internal/force_merge", "/internal/resetRollupResultCache", "/flags"] {
+    for path in [
+        "/api/v1/admin/tsdb/delete_series?match[]={greenflow_run=\"r1\"}",
+        "/snapshot/create",
+        "/internal/force_merge",
+        "/internal/resetRollupResultCache",
+        "/flags",
+    ] {
         let status = direct(path);
         assert!(!(200..300).contains(&status), "POST {path} on VictoriaMetrics' port without the key: {status}");
     }
@@ -170,10 +181,7 @@ fn caddys_admin_api_is_a_private_unix_socket() {
         stream.read_to_string(&mut answer).unwrap();
         answer
     };
-    let answers = [
-        ask(b"GET /config/ HTTP/1.0\r\n\r\n"),
-        ask(b"GET /config/ HTTP/1.0\r\nHost: localhost\r\n\r\n"),
-    ];
+    let answers = [ask(b"GET /config/ HTTP/1.0\r\n\r\n"), ask(b"GET /config/ HTTP/1.0\r\nHost: localhost\r\n\r\n")];
     assert!(
         answers.iter().any(|a| a.starts_with("HTTP/1.0 200") && a.contains("\"apps\"")),
         "{:?}",

@@ -15,6 +15,8 @@ use crate::commands::sink::{start_sink, wait_healthy};
 /// Runs the demo until `--for` elapses or Ctrl-C.
 pub async fn run(settings: &Settings, args: &DemoArgs) -> anyhow::Result<u8> {
     validate_name(&args.name)?;
+    // The stand-in cluster's programs before the sink: a missing Prometheus is said before anything starts.
+    greenflow_runs::check_local_programs(settings)?;
     // The sink: the running one, or one started (and later stopped) here.
     let own_sink = if sink_presence(settings).await != SinkPresence::Absent {
         eprintln!("using the running sink");

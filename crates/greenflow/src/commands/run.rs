@@ -130,12 +130,16 @@ async fn on_terminal(
     };
     let outcome = step(&mut ctx).await;
     reporter.finish();
-    Ok(report(&outcome?))
+    let record = outcome?;
+    // A run whose record could not be written (a full disk, say) is not a success, whatever it measured.
+    let saved = ctx.store.path(&record.id).is_file();
+    let code = report(&record, saved);
+    Ok(if saved { code } else { code.max(exit::ERROR) })
 }
 
 /// Prints a record's outcome and returns the exit status: the command's when it failed; 1 for a lossy or undrained
 /// run; 2 for a failed one.
-pub fn report(record: &RunRecord) -> u8 {
+pub fn report(record: &RunRecord, saved: bool) -> u8 {
     let duration = record.end.map(|end| end - record.start).unwrap_or_default();
     let drain = record
         .drain
@@ -157,7 +161,14 @@ pub fn report(record: &RunRecord) -> u8 {
     if let Some(error) = &record.error {
         eprintln!("greenflow: {error}");
     }
-    eprintln!("record: `greenflow runs show {}`", record.id);
+    if saved {
+        eprintln!("record: `greenflow runs show {}`", record.id);
+    } else {
+        eprintln!(
+            "greenflow: the run record could not be saved (see above); the run's data is in the sink as {{greenflow_run=\"{}\"}}",
+            record.id
+        );
+    }
     let command = record.exit_status.filter(|c| *c != 0).map(|c| c.clamp(1, 255) as u8);
     match record.status {
         RunStatus::Failed => exit::ERROR,
