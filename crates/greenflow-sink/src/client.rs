@@ -101,6 +101,28 @@ impl SinkClient {
         Ok(())
     }
 
+    /// The storage paths VictoriaMetrics has turned read-only (`vm_storage_is_read_only 1` on its `/metrics`: the free
+    /// disk space fell below `-storage.minFreeDiskSpaceBytes`; it then refuses every write with 503).
+    pub async fn read_only_paths(&self) -> Result<Vec<String>, SinkError> {
+        let url = format!("{}/metrics", self.base);
+        let text = self
+            .get(&url)
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|source| SinkError::Http { what: "metrics".into(), url: url.clone(), source })?
+            .text()
+            .await
+            .map_err(|source| SinkError::Http { what: "metrics".into(), url, source })?;
+        Ok(text
+            .lines()
+            .filter_map(|line| line.strip_prefix("vm_storage_is_read_only"))
+            .filter(|rest| rest.trim_end().ends_with(" 1"))
+            .map(|rest| rest.split('"').nth(1).unwrap_or("the data directory").to_owned())
+            .collect())
+    }
+
     /// Proves that this client's credentials may remote-write (`<base>/api/v1/write`) without writing anything: an
     /// empty request passes authentication and is then refused or ignored by VictoriaMetrics (400 or 204), while a
     /// wrong credential gets 401 from Caddy.

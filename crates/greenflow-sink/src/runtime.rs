@@ -356,7 +356,22 @@ pub async fn probe_component(
     password: Option<&Secret>,
 ) -> Result<(), SinkError> {
     match name {
-        ComponentName::VictoriaMetrics => SinkClient::new(format!("http://{listen}"), None).health().await,
+        ComponentName::VictoriaMetrics => {
+            let vm = SinkClient::new(format!("http://{listen}"), None);
+            vm.health().await?;
+            match vm.read_only_paths().await {
+                Ok(paths) if !paths.is_empty() => Err(SinkError::Answer {
+                    what: "victoria-metrics".into(),
+                    url: format!("http://{listen}"),
+                    detail: format!(
+                        "read-only: the disk under `{}` is (nearly) full, below -storage.minFreeDiskSpaceBytes; every \
+                         write is refused until space is freed",
+                        paths.join("`, `")
+                    ),
+                }),
+                _ => Ok(()),
+            }
+        }
         ComponentName::Caddy => match password {
             Some(password) => {
                 SinkClient::new(urls.query_url.clone(), Some((username.to_owned(), password.clone()))).health().await

@@ -79,7 +79,7 @@ fn a_demo_and_a_run_leave_no_secret_in_outputs_logs_files_arguments_or_environme
     }
     for args in [&["sink", "status"][..], &["sink", "url"], &["config", "show"], &["runs", "list", "--json"]] {
         let output = project.run(args);
-        assert_clean(&format!("{args:?}"), &format!("{}", describe(&output)), &secrets);
+        assert_clean(&format!("{args:?}"), &describe(&output), &secrets);
     }
 
     // Every file greenflow wrote, logs and generated configuration included, but the secret files themselves.

@@ -364,3 +364,21 @@ fn the_environment_password_wins() {
     assert_eq!(project.password(), "correct horse battery staple");
     assert_eq!(project.query("vector(1)").len(), 1, "queries work with the password from the environment");
 }
+
+#[test]
+fn a_read_only_victoria_metrics_is_unhealthy_and_names_the_disk() {
+    // VictoriaMetrics turns read-only (and refuses every write with 503) when its disk's free space falls below
+    // -storage.minFreeDiskSpaceBytes: a limit above any disk makes that happen at once.
+    let project = Project::new();
+    let path = project.path().join("greenflow.yaml");
+    let config = std::fs::read_to_string(&path).unwrap().replace(
+        "  victoria_metrics:\n",
+        "  victoria_metrics:\n    extra_args: [\"-storage.minFreeDiskSpaceBytes=1000000000000000\"]\n",
+    );
+    std::fs::write(&path, config).unwrap();
+    let output = project.run(&["sink", "up", "--detach", "--timeout", "8s"]);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let err = stderr(&output);
+    assert!(err.contains("read-only") && err.contains("victoria-metrics"), "{err}");
+    assert!(err.contains(&project.data_dir().join("victoria-metrics").display().to_string()), "names the disk: {err}");
+}
