@@ -47,9 +47,8 @@ pub enum SinkError {
     },
     /// The binary does not answer as the program it is configured as.
     #[error(
-        "`{}` ({}) does not answer as {}: it prints no version{}; point {} at {}'s binary",
+        "`{}` does not answer as {}: it prints no version of it{}; point {} at {}'s binary",
         binary.display(),
-        program.config_key(),
         program.display_name(),
         if *program == Program::VictoriaMetrics { " and no flags" } else { "" },
         program.config_key(),

@@ -240,6 +240,8 @@ pub fn prepare(settings: &Settings) -> Result<PreparedSink, SinkError> {
             env: vec![
                 ("XDG_DATA_HOME".into(), caddy_dir.join("data").into_os_string()),
                 ("XDG_CONFIG_HOME".into(), caddy_dir.join("config").into_os_string()),
+                // Caddy's PKI library keeps `~/.step` otherwise.
+                ("STEPPATH".into(), caddy_dir.join("step").into_os_string()),
             ],
             log_file: logs_dir.join("caddy.log"),
             stop_grace: Duration::from_secs(10),

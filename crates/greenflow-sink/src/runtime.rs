@@ -39,6 +39,9 @@ pub struct SinkState {
     pub grafana_absent: Option<GrafanaAbsence>,
     /// Loopback URLs.
     pub urls: SinkUrls,
+    /// Set once the supervisor saw every component healthy: from then on a crash is restarted, not fatal.
+    #[serde(default)]
+    pub ready: bool,
 }
 
 /// One component as the state file records it.
@@ -206,12 +209,14 @@ impl RunningSink {
                 .collect(),
             grafana_absent: prepared.grafana_absent.clone(),
             urls: prepared.urls.clone(),
+            ready: false,
         };
         let state_path = state_path(settings);
         // One task writes the state file: now, and after every start or exit of a component.
         let publisher = tokio::spawn(publish_state(
             supervisor.changes(),
             supervisor_states(&supervisor),
+            supervisor.started_handle(),
             state.clone(),
             state_path.clone(),
         ));
@@ -226,6 +231,7 @@ impl RunningSink {
     /// The published state.
     pub fn state(&self) -> SinkState {
         let mut state = self.state.clone();
+        state.ready = self.supervisor.started_handle().load(std::sync::atomic::Ordering::SeqCst);
         for (component, process) in state.components.iter_mut().zip(self.supervisor.states()) {
             component.pid = process.pid;
             component.restarts = process.restarts;
@@ -279,11 +285,13 @@ fn supervisor_states(supervisor: &Supervisor) -> impl Fn() -> Vec<crate::supervi
 async fn publish_state(
     mut changes: tokio::sync::watch::Receiver<u64>,
     states: impl Fn() -> Vec<crate::supervisor::ProcessState>,
+    started: std::sync::Arc<std::sync::atomic::AtomicBool>,
     mut state: SinkState,
     path: PathBuf,
 ) {
     loop {
         changes.borrow_and_update();
+        state.ready = started.load(std::sync::atomic::Ordering::SeqCst);
         for (component, process) in state.components.iter_mut().zip(states()) {
             component.pid = process.pid;
             component.restarts = process.restarts;

@@ -94,6 +94,7 @@ pub struct Supervisor {
     tasks: JoinSet<()>,
     states: Arc<Mutex<Vec<ProcessState>>>,
     changes: watch::Receiver<u64>,
+    change_tx: Arc<watch::Sender<u64>>,
     started: Arc<AtomicBool>,
 }
 
@@ -134,13 +135,19 @@ impl Supervisor {
             };
             tasks.spawn(supervised.run(child));
         }
-        Ok(Self { shutdown, tasks, states, changes, started })
+        Ok(Self { shutdown, tasks, states, changes, change_tx, started })
     }
 
     /// Ends the start-up: from now on a program that exits is restarted with backoff. Until then (or for
     /// a minute after the start) an exit is a start-up failure and the program is left stopped.
     pub fn mark_started(&self) {
         self.started.store(true, Ordering::SeqCst);
+        self.change_tx.send_modify(|n| *n += 1);
+    }
+
+    /// Whether [`Supervisor::mark_started`] was called, as a handle that outlives a borrow of the supervisor.
+    pub(crate) fn started_handle(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.started)
     }
 
     /// The first program that failed during start-up, with why.

@@ -217,11 +217,30 @@ fn probe(program: Program, binary: &Path) -> Release {
         Program::Caddy => &["version"],
         Program::Grafana | Program::Prometheus | Program::NodeExporter => &["--version"],
     };
+    // A cleared environment and a home that does not exist: asking a version must leave nothing behind (Caddy 2.6's
+    // CLI creates `~/.step` otherwise) and see none of greenflow's secrets.
     let run = |args: &[&str]| {
-        duct::cmd(binary, args).stderr_to_stdout().stdout_capture().stdin_null().unchecked().read().unwrap_or_default()
+        duct::cmd(binary, args)
+            .full_env([("PATH", std::env::var_os("PATH").unwrap_or_default()), ("HOME", "/nonexistent".into())])
+            .stderr_to_stdout()
+            .stdout_capture()
+            .stdin_null()
+            .unchecked()
+            .read()
+            .unwrap_or_default()
     };
     let output = run(args);
-    if let Some(token) = crate::binaries::parse_version(&output)
+    // What each program's version output names (`/bin/true --version` prints coreutils' version); Caddy prints only
+    // its version, Grafana stand-ins vary.
+    let signature = match program {
+        Program::Prometheus => Some("prometheus"),
+        Program::NodeExporter => Some("node_exporter"),
+        Program::VictoriaMetrics => Some("victoria-metrics"),
+        Program::Caddy | Program::Grafana => None,
+    };
+    let signed = signature.is_none_or(|name| output.to_ascii_lowercase().contains(name));
+    if signed
+        && let Some(token) = crate::binaries::parse_version(&output)
         && let Some(version) = Version::parse(&token)
     {
         let text = output.lines().find(|l| !l.trim().is_empty()).unwrap_or_default().trim().to_owned();

@@ -149,7 +149,10 @@ fn a_sink_run_by_a_service_manager_is_used_not_doubled() {
     // directory stands in for the NixOS or home-manager module's services.
     let service = Project::new().env("GREENFLOW_SINK_PASSWORD", "service-managed-password-123");
     service.sink_up();
-    let user = Project::with_config("").env("GREENFLOW_SINK_PASSWORD", "service-managed-password-123");
+    // The same data directory (a module's greenflow.yaml names the service's), another state directory.
+    let user = Project::with_config("")
+        .env("GREENFLOW_SINK_PASSWORD", "service-managed-password-123")
+        .env("XDG_DATA_HOME", service.path().join("xdg-data").to_str().unwrap());
     let config = std::fs::read_to_string(service.path().join("greenflow.yaml")).unwrap();
     std::fs::write(user.path().join("greenflow.yaml"), config).unwrap();
 

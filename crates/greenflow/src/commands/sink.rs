@@ -149,7 +149,8 @@ async fn detach(settings: &Settings, args: &SinkUpArgs, config_flag: Option<&Pat
         if let Some(state) = read_state(settings) {
             let password = sink_password(settings)?;
             let health = check_health(&state, &settings.config.sink.username, &password).await;
-            if health.is_ok() {
+            // Up once the background supervisor itself saw every component healthy (and so restarts a crash).
+            if health.is_ok() && state.ready {
                 break Ok(state);
             }
             let waiting: Vec<&str> = health.waiting().iter().map(|n| n.as_str()).collect();
