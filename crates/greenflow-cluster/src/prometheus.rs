@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+
+/// The field manager of greenflow's writes, so that `kubectl get --show-managed-fields` and server-side apply
+/// (Helm 4) see who owns `spec.replicas` and `spec.externalLabels`.
+pub const FIELD_MANAGER: &str = "greenflow";
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -103,7 +107,9 @@ impl PrometheusInfo {
     /// generation does not count).
     pub fn is_ready_at(&self, generation: i64) -> bool {
         let current = |c: &Option<Condition>| {
-            c.as_ref().is_some_and(|c| c.status == "True" && c.observed_generation == Some(generation))
+            // At or after the patched generation: a later write to the spec (GitOps, Helm) bumps the generation again,
+            // and the operator then stamps the newer one.
+            c.as_ref().is_some_and(|c| c.status == "True" && c.observed_generation.is_some_and(|g| g >= generation))
         };
         current(&self.available) && current(&self.reconciled)
     }
@@ -198,7 +204,7 @@ impl KubeCluster {
         let patch = scale_patch(replicas, add, remove);
         tracing::debug!(%name, %patch, "patching Prometheus");
         let object =
-            self.prometheus_api().patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(
+            self.prometheus_api().patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Merge(&patch)).await.map_err(
                 |source| ClusterError::api(format!("patch Prometheus {}/{name}", self.names.namespace), source),
             )?;
         Ok(PrometheusInfo::from_object(&object))
@@ -268,4 +274,33 @@ pub(crate) fn scale_patch(replicas: i64, add: &BTreeMap<String, String>, remove:
         spec["externalLabels"] = Value::Object(labels);
     }
     json!({ "spec": spec })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn condition(status: &str, generation: i64) -> Option<Condition> {
+        Some(Condition { status: status.into(), observed_generation: Some(generation), reason: None, message: None })
+    }
+
+    #[test]
+    fn readiness_counts_conditions_at_or_after_the_patched_generation() {
+        let at = |available: i64, reconciled: i64| PrometheusInfo {
+            name: "greenflow-kube-prometheus-prometheus".into(),
+            generation: 7,
+            replicas: 1,
+            available_replicas: 1,
+            version: None,
+            chart_version: None,
+            external_labels: BTreeMap::new(),
+            available: condition("True", available),
+            reconciled: condition("True", reconciled),
+        };
+        assert!(at(5, 5).is_ready_at(5));
+        assert!(at(6, 7).is_ready_at(5), "a later write to the spec bumped the generation: still ready");
+        assert!(!at(4, 5).is_ready_at(5), "Available from before the patch");
+        let not_true = PrometheusInfo { available: condition("False", 5), ..at(5, 5) };
+        assert!(!not_true.is_ready_at(5));
+    }
 }

@@ -80,6 +80,7 @@ async fn scale_up_sends_one_merge_patch_of_replicas_and_external_labels() {
     assert_eq!(patch.method, "PATCH");
     assert_eq!(patch.path, format!("{PROM}/{}", prometheus_name(RELEASE)), "not the /scale subresource");
     assert_eq!(patch.content_type.as_deref(), Some("application/merge-patch+json"));
+    assert!(patch.query.split('&').any(|q| q == "fieldManager=greenflow"), "the field manager: {}", patch.query);
     assert_eq!(
         patch.json(),
         json!({"spec": {"replicas": 1, "externalLabels": {"greenflow_run": "01JRUN", "greenflow_experiment": "exp \"1\""}}})
