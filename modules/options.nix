@@ -59,7 +59,10 @@ in
   username = mkOption {
     type = types.str;
     default = "greenflow";
-    description = "User name for remote write and queries (`sink.username`).";
+    description = ''
+      The owner's user name (`sink.username`): remote write, queries, export and import. The writer, the credential
+      the cluster holds, is `<username>-writer`.
+    '';
   };
 
   passwordFile = mkOption {
@@ -67,10 +70,25 @@ in
     default = null;
     example = "/run/secrets/greenflow-sink-password";
     description = ''
-      File holding the password for remote write and queries. Only a path: the password never enters the Nix
-      store; its bcrypt hash reaches Caddy at start through the environment, and is computed again (Caddy
-      restarted) whenever the file is written anew or replaced. Required by the NixOS module; the home-manager
-      module generates one in the data directory when unset, as `greenflow sink up` does.
+      File holding the owner's password (user `username`: remote write, queries, export and import). Only a path:
+      the password never enters the Nix store; its bcrypt hash reaches Caddy at start through the environment, and
+      is computed again (Caddy restarted) whenever the file is written anew or replaced. Required by the NixOS
+      module; the home-manager module generates one in the data directory when unset, as `greenflow sink up` does.
+    '';
+  };
+
+  writerPasswordFile = mkOption {
+    type = types.nullOr types.str;
+    default = null;
+    example = "/run/secrets/greenflow-sink-writer-password";
+    description = ''
+      File holding the writer's password (user `<username>-writer`), the credential the cluster holds: it may only
+      remote-write (`/vm/api/v1/write`). Only a path, hashed for Caddy like `passwordFile` and watched the same way;
+      it must differ from the owner's. When unset, a password is generated on first start in
+      `<data directory>/secrets/sink-writer-password` (0600), where `greenflow cluster install`, `greenflow run`
+      and `greenflow sink url --show-password` read it; a file given here is copied there (0600) at every start,
+      so that the CLI holds the same password. The data directory is /var/lib/greenflow for the NixOS module and
+      `$XDG_DATA_HOME/greenflow` for the home-manager module.
     '';
   };
 
@@ -82,9 +100,14 @@ in
 
   caddy = {
     adminPort = mkOption {
-      type = types.port;
-      default = 2019;
-      description = "Caddy's admin API on 127.0.0.1 (`sink.caddy.admin_port`).";
+      type = types.nullOr types.port;
+      default = null;
+      description = ''
+        Deprecated and ignored (a warning says so when it is set; it will be removed). Caddy's admin API is no
+        longer on a TCP port but on a unix socket in a directory only Caddy's user may enter:
+        /run/greenflow-sink/sink/caddy-admin/admin.sock under NixOS,
+        `$XDG_STATE_HOME/greenflow/sink/caddy-admin/admin.sock` under home-manager.
+      '';
     };
     extraConfig = mkOption {
       type = types.lines;

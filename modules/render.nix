@@ -23,7 +23,6 @@ let
       ;
     victoriaMetricsPort = cfg.victoriametrics.port;
     victoriaMetricsExtraFlags = cfg.victoriametrics.extraFlags;
-    caddyAdminPort = cfg.caddy.adminPort;
     grafanaEnable = cfg.grafana.enable;
     grafanaPort = cfg.grafana.port;
     grafanaAdminUser = cfg.grafana.adminUser;
@@ -57,8 +56,10 @@ pkgs.runCommand "greenflow-sink-config"
       --grafana-admin-password-file ${grafanaAdminPasswordFile} \
       --grafana-secret-key-file ${grafanaSecretKeyFile}
     cat ${extraCaddyConfig} >> "$out/caddy/Caddyfile"
-    # The same Caddy checks the whole file, the extra configuration included.
-    GREENFLOW_SINK_PASSWORD_HASH='$2a$14$0123456789012345678901uEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAM' \
+    # The same Caddy checks the whole file, the extra configuration included, with example hashes for the owner's
+    # and the writer's placeholders (the services compute the real ones at start).
+    ${gflib.passwordHashVars.owner}='$2a$14$0123456789012345678901uEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAM' \
+    ${gflib.passwordHashVars.writer}='$2a$14$9876543210987654321098uEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAM' \
       ${buildCaddy}/bin/caddy adapt --adapter caddyfile --config "$out/caddy/Caddyfile" > /dev/null
     cp ${configFile} "$out/greenflow.yaml"
   ''

@@ -21,13 +21,20 @@ let
           ]
       ) (builtins.attrNames attrs)
     );
+  # The flags that make VictoriaMetrics read its admin keys from the environment (GREENFLOW_VM_*), never from its
+  # command line, which every local user can read (crates/greenflow-sink/src/layout.rs, victoria_metrics_args).
+  victoriaMetricsEnvFlags = [
+    "-envflag.enable"
+    "-envflag.prefix=GREENFLOW_VM_"
+  ];
 in
 {
   inherit dropNulls;
 
   # The greenflow.yaml (as an attribute set; YAML is a superset of the JSON `builtins.toJSON` writes) for a sink
   # described by the modules' options. `greenflow sink render --config` reads it, so the Caddyfile and Grafana's
-  # provisioning come from the same renderers as `greenflow sink up`.
+  # provisioning come from the same renderers as `greenflow sink up`. No `sink.caddy.admin_port`: Caddy's admin API
+  # is a unix socket under `paths.state_dir` (caddyAdminSocketDir below).
   sinkConfig =
     {
       username,
@@ -36,7 +43,6 @@ in
       httpPort,
       victoriaMetricsPort,
       victoriaMetricsExtraFlags ? [ ],
-      caddyAdminPort,
       grafanaEnable ? true,
       grafanaPort,
       grafanaAdminUser ? "admin",
@@ -52,7 +58,6 @@ in
           port = victoriaMetricsPort;
           extra_args = victoriaMetricsExtraFlags;
         };
-        caddy.admin_port = caddyAdminPort;
         grafana = {
           enabled = grafanaEnable;
           port = grafanaPort;
@@ -68,6 +73,27 @@ in
   # Whether a retention is what greenflow and VictoriaMetrics both accept: a whole number with h, d, w or y.
   validRetention = retention: builtins.match "[1-9][0-9]*[hdwy]" retention != null;
 
+  inherit victoriaMetricsEnvFlags;
+
+  # The environment variables that set VictoriaMetrics' admin keys, all to the one key in
+  # `<paths.data_dir>/secrets/victoria-metrics-admin-key`: `-envflag.prefix` plus the flag's name with dots as
+  # underscores (VictoriaMetrics' lib/envflag). The flags are those of `victoria_metrics_admin_key_flags` in
+  # crates/greenflow-sink/src/versions.rs; `-reloadAuthKey` came with VictoriaMetrics 1.97.
+  victoriaMetricsAdminKeyVars =
+    version:
+    map (flag: "GREENFLOW_VM_${builtins.replaceStrings [ "." ] [ "_" ] flag}") (
+      [
+        "deleteAuthKey"
+        "snapshotAuthKey"
+        "forceMergeAuthKey"
+        "search.resetCacheAuthKey"
+        "pprofAuthKey"
+        "flagsAuthKey"
+        "configAuthKey"
+      ]
+      ++ (if builtins.compareVersions version "1.97.0" >= 0 then [ "reloadAuthKey" ] else [ ])
+    );
+
   # VictoriaMetrics' command line as `greenflow sink up` builds it (crates/greenflow-sink/src/layout.rs).
   victoriaMetricsArgs =
     {
@@ -77,7 +103,8 @@ in
       latencyOffsetMs ? 2000,
       extraFlags ? [ ],
     }:
-    [
+    victoriaMetricsEnvFlags
+    ++ [
       "-httpListenAddr=127.0.0.1:${toString port}"
       "-storageDataPath=${dataDir}"
       "-retentionPeriod=${retention}"
@@ -128,6 +155,16 @@ in
 
   # The host of an http(s) URL, without port or path: Grafana's `domain`.
   urlHost = url: builtins.head (builtins.match "https?://([^:/]+).*" url);
+
+  # The directory (mode 0700, Caddy's user's) of Caddy's admin socket, `admin.sock`, for a `paths.state_dir`
+  # (caddy_admin_dir in crates/greenflow-sink/src/layout.rs).
+  caddyAdminSocketDir = stateDir: "${stateDir}/sink/caddy-admin";
+
+  # The variables the rendered Caddyfile reads the bcrypt hashes from ({$VAR}; crates/greenflow-sink/src/render.rs).
+  passwordHashVars = {
+    owner = "GREENFLOW_SINK_PASSWORD_HASH";
+    writer = "GREENFLOW_SINK_WRITER_PASSWORD_HASH";
+  };
 
   # The systemd EnvironmentFile line that hands Caddy the bcrypt hash; single quotes keep its `$` literal.
   passwordHashEnvLine = hash: "GREENFLOW_SINK_PASSWORD_HASH='${hash}'";

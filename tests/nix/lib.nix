@@ -23,7 +23,6 @@ let
         retention = "100y";
         httpPort = 8080;
         victoriaMetricsPort = 8428;
-        caddyAdminPort = 2019;
         grafanaPort = 3000;
         dataDir = "/var/lib/greenflow";
         stateDir = "/run/greenflow";
@@ -37,7 +36,6 @@ let
             port = 8428;
             extra_args = [ ];
           };
-          caddy.admin_port = 2019;
           grafana = {
             enabled = true;
             port = 3000;
@@ -58,7 +56,6 @@ let
           publicHost = "laptop.tail1234.ts.net";
           httpPort = 1;
           victoriaMetricsPort = 2;
-          caddyAdminPort = 3;
           grafanaPort = 4;
           dataDir = "/d";
           stateDir = "/s";
@@ -72,14 +69,13 @@ let
           retention = "1d";
           httpPort = 1;
           victoriaMetricsPort = 2;
-          caddyAdminPort = 3;
           grafanaEnable = false;
           grafanaPort = 4;
           dataDir = "/d";
           stateDir = "/s";
         }
       );
-      want = ''{"paths":{"data_dir":"/d","state_dir":"/s"},"sink":{"caddy":{"admin_port":3},"grafana":{"admin_user":"admin","enabled":false,"port":4},"http_port":1,"retention":"1d","username":"u","victoria_metrics":{"extra_args":[],"port":2}}}'';
+      want = ''{"paths":{"data_dir":"/d","state_dir":"/s"},"sink":{"grafana":{"admin_user":"admin","enabled":false,"port":4},"http_port":1,"retention":"1d","username":"u","victoria_metrics":{"extra_args":[],"port":2}}}'';
     };
     retentionAccepted = {
       got = map lib.validRetention [
@@ -119,6 +115,8 @@ let
         extraFlags = [ "-loggerLevel=WARN" ];
       };
       want = [
+        "-envflag.enable"
+        "-envflag.prefix=GREENFLOW_VM_"
         "-httpListenAddr=127.0.0.1:8428"
         "-storageDataPath=/data/vm"
         "-retentionPeriod=100y"
@@ -235,6 +233,41 @@ let
     urlHostPortAndPath = {
       got = lib.urlHost "http://sink:8081/vm/";
       want = "sink";
+    };
+    victoriaMetricsAdminKeyVars = {
+      got = lib.victoriaMetricsAdminKeyVars "1.122.1";
+      want = [
+        "GREENFLOW_VM_deleteAuthKey"
+        "GREENFLOW_VM_snapshotAuthKey"
+        "GREENFLOW_VM_forceMergeAuthKey"
+        "GREENFLOW_VM_search_resetCacheAuthKey"
+        "GREENFLOW_VM_pprofAuthKey"
+        "GREENFLOW_VM_flagsAuthKey"
+        "GREENFLOW_VM_configAuthKey"
+        "GREENFLOW_VM_reloadAuthKey"
+      ];
+    };
+    victoriaMetricsReloadKeySince197 = {
+      got =
+        map (version: builtins.elem "GREENFLOW_VM_reloadAuthKey" (lib.victoriaMetricsAdminKeyVars version))
+          [
+            "1.96.0"
+            "1.97.0"
+            "1.97.1"
+            "1.102.0-rc1"
+            ""
+          ];
+      want = [
+        false
+        true
+        true
+        true
+        false
+      ];
+    };
+    caddyAdminSocketDir = {
+      got = lib.caddyAdminSocketDir "/run/greenflow-sink";
+      want = "/run/greenflow-sink/sink/caddy-admin";
     };
     passwordHashEnvLine = {
       got = lib.passwordHashEnvLine "$2a$14$abc";

@@ -58,7 +58,6 @@ impl Config {
         let ports = [
             ("sink.http_port", sink.http_port),
             ("sink.victoria_metrics.port", sink.victoria_metrics.port),
-            ("sink.caddy.admin_port", sink.caddy.admin_port),
             ("sink.grafana.port", sink.grafana.port),
         ];
         for (i, (key, port)) in ports.iter().enumerate() {
@@ -252,7 +251,7 @@ impl Default for VictoriaMetricsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CaddyConfig {
-    /// Loopback port of Caddy's admin API.
+    /// No longer used: Caddy's admin API is a unix socket in the state directory. Kept so that existing files load.
     pub admin_port: u16,
     /// Path to the binary; empty: `caddy` on PATH.
     pub binary: Option<PathBuf>,

@@ -220,7 +220,6 @@ const ROWS: &[Row] = &[
         NO_ENV,
         &["sink.grafana.port", "already used by sink.http_port"],
     ),
-    row(SINK_UP, "sink:\n  caddy:\n    admin_port: 0\n", NO_ENV, &["sink.caddy.admin_port", "between 1 and 65535"]),
     // 4. extra_args may not override the flags greenflow owns (and the value is never shown).
     row(
         SINK_UP,
