@@ -203,10 +203,11 @@ impl KubeCluster {
         let name = self.find_prometheus().await?.name;
         let patch = scale_patch(replicas, add, remove);
         tracing::debug!(%name, %patch, "patching Prometheus");
-        let object =
-            self.prometheus_api().patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Merge(&patch)).await.map_err(
-                |source| ClusterError::api(format!("patch Prometheus {}/{name}", self.names.namespace), source),
-            )?;
+        let object = self
+            .prometheus_api()
+            .patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| ClusterError::api(format!("patch Prometheus {}/{name}", self.names.namespace), source))?;
         Ok(PrometheusInfo::from_object(&object))
     }
 
