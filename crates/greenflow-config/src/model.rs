@@ -311,7 +311,7 @@ impl Default for RemoteWriteConfig {
         Self {
             capacity: 20_000,
             max_samples_per_send: 10_000,
-            batch_send_deadline: Duration::from_secs(5),
+            batch_send_deadline: Duration::from_secs(1),
             max_shards: 10,
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(10),
@@ -411,7 +411,7 @@ pub struct LocalClusterConfig {
 impl Default for LocalClusterConfig {
     fn default() -> Self {
         Self {
-            scrape_interval: Duration::from_secs(5),
+            scrape_interval: Duration::from_secs(1),
             prometheus_binary: None,
             node_exporter_binary: None,
             prometheus_port: 0,

@@ -112,10 +112,55 @@ pub enum BenchCommand {
     /// Sink start to healthy (vs bare VictoriaMetrics) and a new run's first visible sample (vs writing straight
     /// into VictoriaMetrics); medians.
     Startup(BenchStartupArgs),
-    /// Freshness (age of the newest sample visible in the sink during a run) and drain time (run end to drained),
-    /// through Caddy with auth vs straight into VictoriaMetrics; whole `greenflow run` lifecycles on the local
-    /// back-end; medians.
+    /// Freshness (age of the newest sample visible in the sink during a run: p50, p90), the first sample after
+    /// scale-up (with its parts: agent ready, first scrape, first send) and drain time (run end to drained), through
+    /// Caddy with auth vs straight into VictoriaMetrics; whole `greenflow run` lifecycles on the local back-end;
+    /// medians.
     Drain(BenchDrainArgs),
+    /// Remote-write throughput at cluster scale: synthetic scrape targets, the real Prometheus agent with the queue
+    /// settings greenflow renders, writing through Caddy with auth vs straight into VictoriaMetrics in alternating
+    /// rounds; samples/s counted by VictoriaMetrics, whether the queue kept up, CPU per million samples; medians.
+    ///
+    /// Examples:
+    ///   greenflow bench ingest                      # 100 targets x 2000 series every 1s: 200k samples/s
+    ///   greenflow bench ingest --rounds 3 --json
+    ///   greenflow bench ingest --max                # raise the rate until the queue falls behind
+    #[command(verbatim_doc_comment)]
+    Ingest(BenchIngestArgs),
+}
+
+/// `greenflow bench ingest`.
+#[derive(Debug, Args)]
+pub struct BenchIngestArgs {
+    /// Series each synthetic target serves (values change on every scrape).
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    pub series_per_target: u32,
+    /// How many synthetic targets (scrape jobs) the agent scrapes: a simulated node each.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub targets: u32,
+    /// How often the agent scrapes each target.
+    #[arg(long, default_value = "1s", value_name = "DURATION")]
+    #[arg(value_parser = parse_duration, allow_hyphen_values = true)]
+    pub scrape_interval: Duration,
+    /// Rounds per path (direct and through the sink, alternating).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub rounds: u32,
+    /// How long each round is measured, after its warm-up.
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    #[arg(value_parser = parse_duration, allow_hyphen_values = true)]
+    pub round_duration: Duration,
+    /// How long each round runs after the agent's first send before it is measured; then, at most 90 s more, until
+    /// the queue has caught up with its start-up backlog.
+    #[arg(long, default_value = "15s", value_name = "DURATION")]
+    #[arg(value_parser = parse_duration, allow_hyphen_values = true)]
+    pub warmup: Duration,
+    /// Raise the rate (series per target x1.5, then bisect) until the queue stops keeping up; report the highest
+    /// sustained rate per path. One round per step.
+    #[arg(long)]
+    pub max: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `greenflow bench drain`.

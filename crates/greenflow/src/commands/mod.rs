@@ -47,6 +47,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Run(args) => run::run(&settings, &args).await,
         Command::Bench(BenchCommand::Startup(args)) => bench::startup(&settings, &args).await,
         Command::Bench(BenchCommand::Drain(args)) => bench::drain(&settings, &args).await,
+        Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(&settings, &args).await,
     }
 }
 
