@@ -140,6 +140,10 @@ pub trait ClusterBackend {
     /// The `remote_name` of the queue that writes to the sink.
     fn remote_name(&self) -> &str;
 
+    /// For `runs recover`: finds the Prometheus that run `run` left running (its greenflow died, or its drain timed
+    /// out) and whether there is a queue to drain.
+    async fn resume(&mut self, run: &RunId) -> Result<bool, BackendError>;
+
     /// Stops Prometheus and removes the run's external labels. Safe to call when it is not running.
     async fn scale_down(&mut self) -> Result<(), BackendError>;
 }

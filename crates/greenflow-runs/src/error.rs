@@ -49,6 +49,12 @@ pub enum RunError {
         /// What happened, with the fix.
         detail: String,
     },
+    /// The local stand-in cluster's background supervisor failed.
+    #[error("the local cluster: {detail}")]
+    LocalCluster {
+        /// What happened.
+        detail: String,
+    },
     /// No free port on loopback.
     #[error("cannot find a free port on 127.0.0.1")]
     NoFreePort(#[source] std::io::Error),

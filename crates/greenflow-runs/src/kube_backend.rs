@@ -109,6 +109,11 @@ impl ClusterBackend for KubeBackend {
         greenflow_cluster::REMOTE_NAME
     }
 
+    async fn resume(&mut self, _run: &RunId) -> Result<bool, BackendError> {
+        // Prometheus may still hold the run's queue; the drain finds out (an empty queue drains at once).
+        Ok(true)
+    }
+
     async fn scale_down(&mut self) -> Result<(), BackendError> {
         let mut remove: BTreeSet<String> = [RUN_LABEL.to_owned(), EXPERIMENT_LABEL.to_owned()].into();
         remove.extend(self.added_labels.iter().cloned());

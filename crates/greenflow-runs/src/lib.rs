@@ -7,6 +7,7 @@
 //! or print: progress goes through a [`Reporter`].
 
 pub mod backend;
+pub mod detached;
 pub mod drain;
 mod error;
 mod kube_backend;

@@ -278,8 +278,8 @@ pub async fn recover<B: ClusterBackend>(
     active.queue_marker("end", end);
     active.record.process = Some(RunProcess { host: host_name(), pid: std::process::id() });
     active.record.cluster_left_running = false;
-    // The local stand-in died with its greenflow (and its queue with it): only the kube cluster has one to drain.
-    let drain = active.backend.kind() == crate::BackendKind::Kube;
+    // Whatever the run's Prometheus still holds is drained; a stand-in that did not survive has nothing left.
+    let drain = active.backend.resume(&active.record.id).await?;
     active.finish(end, drain, None).await;
     Ok(active.record)
 }
@@ -584,9 +584,7 @@ impl<B: ClusterBackend> ActiveRun<'_, '_, '_, B> {
             self.record.series = Some(series);
             self.record.samples = Some(samples);
         }
-        let leave_running = report.outcome == DrainOutcome::TimedOut
-            && !self.request.force
-            && self.backend.kind() == crate::BackendKind::Kube;
+        let leave_running = report.outcome == DrainOutcome::TimedOut && !self.request.force;
         if leave_running {
             self.record.cluster_left_running = true;
             self.reporter().note(&format!(

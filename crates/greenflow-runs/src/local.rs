@@ -21,6 +21,9 @@ use crate::{EXPERIMENT_LABEL, RUN_LABEL};
 /// stopping never hangs for a minute (Prometheus' default).
 const FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 
+/// The agent's copy of the writer's password, in the run's directory.
+pub(crate) const PASSWORD_FILE: &str = "remote-write-password";
+
 /// The configuration of a Prometheus that writes into the sink, as greenflow renders it everywhere (the local
 /// stand-in cluster, `greenflow sink prometheus-config`): `scrape_jobs` every `local.scrape_interval`, every sample
 /// sent with `labels` as external labels to `remote_write_url` with basic auth (the password read from
@@ -66,9 +69,11 @@ pub fn check_local_programs(settings: &Settings) -> Result<BTreeMap<String, Stri
 }
 
 /// A local cluster with its files written, ready to start.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LocalClusterPlan {
     specs: Vec<ProcessSpec>,
+    /// Its directory (configuration, WAL, logs, password file).
+    pub dir: PathBuf,
     /// The agent's address (`127.0.0.1:PORT`).
     pub prometheus_listen: String,
     /// node-exporter's address.
@@ -141,7 +146,7 @@ impl LocalCluster {
         ensure_dir(&logs)?;
         let textfile_dir = dir.join("textfile");
         ensure_dir(&textfile_dir)?;
-        let password_file = dir.join("remote-write-password");
+        let password_file = dir.join(PASSWORD_FILE);
         write_private(&password_file, password.expose())?;
 
         let labels = labels.clone();
@@ -197,6 +202,7 @@ impl LocalCluster {
         ];
         Ok(LocalClusterPlan {
             specs,
+            dir,
             prometheus_listen,
             node_exporter_listen,
             prometheus_config,
@@ -225,6 +231,16 @@ impl LocalCluster {
     /// Ends the start-up: from now on a crash is restarted with backoff.
     pub fn mark_started(&self) {
         self.supervisor.mark_started();
+    }
+
+    /// The live state of each program.
+    pub fn states(&self) -> Vec<greenflow_sink::supervisor::ProcessState> {
+        self.supervisor.states()
+    }
+
+    /// Notified whenever a program starts, exits or is restarted.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.supervisor.changes()
     }
 
     /// Stops the agent (which flushes its queue for at most the flush deadline) and node-exporter, and removes the

@@ -1,11 +1,14 @@
 //! The `local` back-end: the stand-in cluster on this machine (node-exporter and a Prometheus agent) behind the same
-//! trait as the real cluster, with a lock file in place of the Lease.
+//! trait as the real cluster, with a lock file in place of the Lease. The stand-in runs in a background supervisor
+//! ([`crate::detached`]) so that, like the cluster's Prometheus, it outlives a greenflow that dies or leaves it
+//! draining.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use greenflow_config::{Secret, Settings};
 use greenflow_sink::ensure_dir;
@@ -13,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::RUN_LABEL;
 use crate::backend::{BackendError, BackendInfo, BackendKind, ClusterBackend, Progress};
+use crate::detached::DetachedCluster;
 use crate::local::LocalCluster;
 use crate::record::RunId;
 
@@ -36,13 +40,22 @@ pub struct LocalBackend {
     username: String,
     password: Secret,
     lock: Option<File>,
-    cluster: Option<LocalCluster>,
+    launcher: Vec<OsString>,
+    cluster: Option<DetachedCluster>,
     http: reqwest::Client,
 }
 
 impl LocalBackend {
-    /// A back-end whose agent writes to `remote_write_url` as `username`.
-    pub fn new(settings: &Settings, remote_write_url: &str, username: &str, password: Secret) -> Self {
+    /// A back-end whose agent writes to `remote_write_url` as `username`; `launcher` is greenflow's executable and
+    /// the arguments of its hidden `local-cluster` command, which runs the stand-in in the background (the run's
+    /// directory is appended).
+    pub fn new(
+        settings: &Settings,
+        remote_write_url: &str,
+        username: &str,
+        password: Secret,
+        launcher: Vec<OsString>,
+    ) -> Self {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).no_proxy().build().unwrap_or_default();
         Self {
             settings: settings.clone(),
@@ -50,6 +63,7 @@ impl LocalBackend {
             username: username.to_owned(),
             password,
             lock: None,
+            launcher,
             cluster: None,
             http,
         }
@@ -60,7 +74,7 @@ impl LocalBackend {
     }
 
     fn agent_url(&self, path: &str) -> Option<String> {
-        self.cluster.as_ref().map(|c| format!("http://{}{path}", c.plan_ref().prometheus_listen))
+        self.cluster.as_ref().map(|c| format!("http://{}{path}", c.state.prometheus_listen))
     }
 }
 
@@ -153,33 +167,12 @@ impl ClusterBackend for LocalBackend {
         )
         .map_err(|e| BackendError::message(e.to_string()))?;
         progress("starting node-exporter and the Prometheus agent");
-        let cluster = LocalCluster::start(plan).await.map_err(|e| BackendError::message(e.to_string()))?;
+        let cluster = DetachedCluster::start(&plan, &self.launcher, timeout, progress).await.map_err(|e| match e {
+            crate::RunError::Backend(b) => b,
+            other => BackendError::message(other.to_string()),
+        })?;
         self.cluster = Some(cluster);
-        let ready = self.agent_url("/-/ready").unwrap_or_default();
-        let deadline = Instant::now() + timeout;
-        let mut last;
-        loop {
-            if let Some((name, failure)) = self.cluster.as_ref().and_then(LocalCluster::startup_failure) {
-                return Err(BackendError::message(format!(
-                    "{name} exited during start-up ({failure}); greenflow stopped instead of restarting it"
-                )));
-            }
-            match self.http.get(&ready).send().await {
-                Ok(r) if r.status().is_success() => {
-                    if let Some(cluster) = &self.cluster {
-                        cluster.mark_started();
-                    }
-                    return Ok(());
-                }
-                Ok(r) => last = format!("answers {}", r.status()),
-                Err(e) => last = format!("not answering ({e})"),
-            }
-            if Instant::now() >= deadline {
-                return Err(BackendError::NotReady { timeout, detail: format!("the Prometheus agent is {last}") });
-            }
-            progress(&format!("waiting for the Prometheus agent: {last}"));
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        Ok(())
     }
 
     async fn prometheus_metrics(&mut self) -> Result<String, BackendError> {
@@ -197,9 +190,18 @@ impl ClusterBackend for LocalBackend {
         REMOTE_NAME
     }
 
+    async fn resume(&mut self, run: &RunId) -> Result<bool, BackendError> {
+        if self.cluster.is_none() {
+            self.cluster = DetachedCluster::find(&self.settings.paths.local_cluster_dir().join(run.as_str()));
+        }
+        Ok(self.cluster.is_some())
+    }
+
     async fn scale_down(&mut self) -> Result<(), BackendError> {
-        if let Some(cluster) = self.cluster.take() {
+        if let Some(mut cluster) = self.cluster.take() {
             cluster.stop().await;
+            // The supervisor removes it when it stops in order; not after a SIGKILL.
+            let _ = std::fs::remove_file(cluster.dir.join(crate::local::PASSWORD_FILE));
         }
         Ok(())
     }

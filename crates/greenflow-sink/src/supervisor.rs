@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use crate::error::SinkError;
 
 /// How to run one program.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProcessSpec {
     /// A stable name (`victoria-metrics`, `caddy`, ...), used in logs and status.
     pub name: String,

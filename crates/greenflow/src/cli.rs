@@ -104,6 +104,16 @@ pub enum Command {
     /// Measure greenflow against baselines run alongside (in a temporary directory; your sink is not touched).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Internal: the background supervisor of a run's local stand-in cluster (started by `greenflow run`).
+    #[command(hide = true)]
+    LocalCluster(LocalClusterArgs),
+}
+
+/// `greenflow local-cluster DIR` (internal).
+#[derive(Debug, Args)]
+pub struct LocalClusterArgs {
+    /// The run's local cluster directory, holding `plan.json`.
+    pub dir: PathBuf,
 }
 
 /// `greenflow bench ...`.
@@ -240,7 +250,8 @@ pub enum SinkCommand {
     /// Print the URLs and user name for remote write, queries and Grafana.
     Url(SinkUrlArgs),
     /// Write the Caddyfile and Grafana's files for a service manager (the Nix modules), without secrets: Caddy
-    /// reads the password hash from GREENFLOW_SINK_PASSWORD_HASH.
+    /// reads the password hashes from GREENFLOW_SINK_PASSWORD_HASH (the owner's),
+    /// GREENFLOW_SINK_WRITER_PASSWORD_HASH and GREENFLOW_SINK_READER_PASSWORD_HASH.
     Render(SinkRenderArgs),
     /// Print a prometheus.yml for a Prometheus outside Kubernetes that writes into this sink: it scrapes itself and
     /// remote-writes with basic auth (the password read from --password-file), the queue settings of
@@ -281,6 +292,11 @@ pub struct SinkRenderArgs {
     /// The file Grafana reads its admin password from (default: `<data>/secrets/grafana-admin-password`).
     #[arg(long, value_name = "FILE")]
     pub grafana_admin_password_file: Option<PathBuf>,
+
+    /// The file Grafana reads its datasource's password from: the sink reader's, good for queries only (default:
+    /// `<data>/secrets/sink-reader-password`).
+    #[arg(long, value_name = "FILE")]
+    pub grafana_datasource_password_file: Option<PathBuf>,
 
     /// The file Grafana reads its `secret_key` from (default: `<data>/secrets/grafana-secret-key`).
     #[arg(long, value_name = "FILE")]

@@ -31,7 +31,8 @@ fn main() -> ExitCode {
     ui::init_logging(
         cli.verbose,
         cli.quiet,
-        matches!(&cli.command, Command::Sink(cli::SinkCommand::Up(a)) if a.detached_child),
+        matches!(&cli.command, Command::Sink(cli::SinkCommand::Up(a)) if a.detached_child)
+            || matches!(&cli.command, Command::LocalCluster(_)),
     );
     match run(cli) {
         Ok(code) => ExitCode::from(code),

@@ -227,24 +227,58 @@ fn a_command_run_passes_its_exit_status_and_sees_the_run_id() {
 }
 
 #[test]
-fn recover_finishes_a_run_whose_greenflow_was_killed() {
+fn recover_drains_the_stand_in_that_outlived_a_killed_greenflow() {
     let project = project();
     let mut run: Running = project.start(&["run", "orphan", "--backend", "local"]);
     run.wait_for("first sample in the sink", Duration::from_secs(60));
     let (_status, _) = run.signal_and_wait(Signal::SIGKILL, Duration::from_secs(10));
-    assert_no_process_mentions(&local_cluster_dir(&project), Duration::from_secs(10));
+    // The agent and its queue live on in their background supervisor, as the cluster's Prometheus would.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!common::pids_mentioning(&local_cluster_dir(&project)).is_empty(), "the stand-in died with greenflow");
     assert_eq!(only_run(&project)["status"], "running");
 
     let output = project.run(&["runs", "recover"]);
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(output.status.success(), "{}", describe(&output));
     let run = only_run(&project);
-    assert_eq!(run["status"], "not-drained", "{run}");
+    assert_eq!(run["status"], "complete", "{run}");
+    assert_eq!(run["drain"]["outcome"], "drained", "{run}");
     assert!(run["end"].is_string(), "{run}");
+    assert_no_gaps(&project, &run);
+    assert_no_process_mentions(&local_cluster_dir(&project), Duration::from_secs(10));
     let again = project.run(&["runs", "recover"]);
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to recover"), "{}", describe(&again));
     // The lock is free again.
     let next = project.run(&["run", "next", "--backend", "local", "--duration", "1s"]);
     assert!(next.status.success(), "{}", describe(&next));
+}
+
+#[test]
+fn a_drain_timeout_leaves_the_agent_and_its_queue_for_recover() {
+    let project = Project::with_config(
+        "local:\n  scrape_interval: 1s\nremote_write:\n  batch_send_deadline: 1s\n  max_backoff: 2s\n\
+         run:\n  drain_timeout: 5s\n  first_sample_timeout: 60s\n",
+    );
+    project.sink_up();
+    let mut run = project.start(&["run", "stuck", "--backend", "local", "--duration", "6s"]);
+    run.wait_for("first sample in the sink", Duration::from_secs(60));
+    let vm = vm_pid(&project);
+    kill(vm, Signal::SIGSTOP).unwrap();
+    let (status, stderr) = run.wait_exit(Duration::from_secs(120));
+    let left = common::pids_mentioning(&local_cluster_dir(&project));
+    kill(vm, Signal::SIGCONT).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("runs recover"), "{stderr}");
+    assert!(!left.is_empty(), "the agent was stopped with its queue:\n{stderr}");
+    let record = only_run(&project);
+    assert_eq!(record["status"], "not-drained", "{record}");
+    assert_eq!(record["cluster_left_running"], true, "{record}");
+
+    let output = project.run(&["runs", "recover"]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let record = only_run(&project);
+    assert_eq!(record["status"], "complete", "{record}");
+    assert_no_gaps(&project, &record);
+    assert_no_process_mentions(&local_cluster_dir(&project), Duration::from_secs(10));
 }
 
 #[test]

@@ -23,11 +23,14 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Init(args) => return init::run(args),
         Command::Completions(args) => return docs::completions(args),
         Command::Man(args) => return docs::man(args),
+        Command::LocalCluster(args) => return run::serve_local_cluster(args).await,
         _ => {}
     }
     let settings = load_settings(&cli)?;
     match cli.command {
-        Command::Init(_) | Command::Completions(_) | Command::Man(_) => unreachable!("handled above"),
+        Command::Init(_) | Command::Completions(_) | Command::Man(_) | Command::LocalCluster(_) => {
+            unreachable!("handled above")
+        }
         Command::Config(ConfigCommand::Show(args)) => config::show(&settings, &args),
         Command::Sink(SinkCommand::Up(args)) => sink::up(&settings, &args, cli.config.as_deref()).await,
         Command::Sink(SinkCommand::Down) => sink::down(&settings).await,

@@ -44,8 +44,23 @@ pub fn local_backend(settings: &Settings) -> anyhow::Result<(LocalBackend, SinkA
         &urls.remote_write_url,
         &settings.config.sink.writer_username(),
         writer_password(settings)?,
+        local_cluster_launcher()?,
     );
     Ok((backend, SinkAccess::under(settings, urls.query_url)?))
+}
+
+/// How the local back-end starts its background supervisor: this executable's hidden `local-cluster` command.
+pub fn local_cluster_launcher() -> anyhow::Result<Vec<std::ffi::OsString>> {
+    let exe = std::env::current_exe().context("cannot find the greenflow executable")?;
+    Ok(vec![exe.into_os_string(), "local-cluster".into()])
+}
+
+/// `greenflow local-cluster DIR` (internal): runs a run's stand-in cluster until SIGTERM or SIGINT; SIGHUP is
+/// ignored, as it outlives the terminal of the run that started it.
+pub async fn serve_local_cluster(args: &crate::cli::LocalClusterArgs) -> anyhow::Result<u8> {
+    let mut stop = StopRequests::install(true)?;
+    greenflow_runs::detached::serve(&args.dir, stop.wait(1)).await?;
+    Ok(exit::OK)
 }
 
 /// The kube back-end (kubeconfig, `cluster.context`; connecting sends nothing yet) and the sink as the cluster

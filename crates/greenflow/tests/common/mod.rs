@@ -257,6 +257,13 @@ impl Project {
 impl Drop for Project {
     fn drop(&mut self) {
         let _ = self.cmd(&["sink", "down"]).output();
+        // A run's stand-in cluster outlives a greenflow that was killed (so that `runs recover` can drain it): a test
+        // that failed half-way must not leave it behind.
+        for pid in pids_mentioning(&self.state_dir().join("local-cluster").to_string_lossy()) {
+            if let Ok(pid) = i32::try_from(pid) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
     }
 }
 

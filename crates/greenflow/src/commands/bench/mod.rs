@@ -368,7 +368,13 @@ async fn measured_run(
     use greenflow_runs::lifecycle::{self, RunContext};
     use greenflow_runs::{DrainOutcome, Interrupts, LocalBackend, RunStore, Workload};
 
-    let mut backend = LocalBackend::new(settings, write_url, &settings.config.sink.username, password.clone());
+    let mut backend = LocalBackend::new(
+        settings,
+        write_url,
+        &settings.config.sink.username,
+        password.clone(),
+        crate::commands::run::local_cluster_launcher()?,
+    );
     let request =
         crate::commands::run::request(settings, name, Workload::For(duration), greenflow_runs::BackendKind::Local);
     let (_stop, interrupts) = Interrupts::manual();
