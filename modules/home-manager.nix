@@ -25,6 +25,8 @@ let
   # Where the CLI reads the writer's password (`greenflow cluster install`, `greenflow run`): generated there, or a
   # copy of `writerPasswordFile`.
   writerPasswordCopy = "${secretsDir}/sink-writer-password";
+  # The reader's password (Grafana's datasource credential, the query API only): generated, read by Grafana.
+  readerPasswordFile = "${secretsDir}/sink-reader-password";
   # The password files given as options: a changed one is hashed again.
   watchedPasswordFiles =
     optional (cfg.passwordFile != null) cfg.passwordFile
@@ -51,6 +53,7 @@ let
     caddyPackage = cfg.caddyPackage;
     grafanaAdminPasswordFile = adminPasswordFile;
     grafanaSecretKeyFile = secretKeyFile;
+    grafanaDatasourcePasswordFile = readerPasswordFile;
   };
   hashEnvFile = "%t/greenflow-sink/caddy.env";
   vmEnvFile = "%t/greenflow-sink-victoriametrics/victoriametrics.env";
@@ -75,6 +78,7 @@ let
       ownerPasswordFile = esc passwordFile;
       writerPasswordFile = if cfg.writerPasswordFile != null then esc cfg.writerPasswordFile else null;
       writerCopy = esc writerPasswordCopy;
+      readerCopy = esc readerPasswordFile;
       envFile = ''"$RUNTIME_DIRECTORY"/caddy.env'';
     }
   );

@@ -57,6 +57,7 @@ let
     stateDir = runtimeDir;
     grafanaAdminPasswordFile = "${grafanaCredentials}/admin-password";
     grafanaSecretKeyFile = "${grafanaCredentials}/secret-key";
+    grafanaDatasourcePasswordFile = "${grafanaCredentials}/datasource-password";
   };
   baseUrl = gflib.baseUrl { inherit (cfg) publicHost httpPort; };
   publicSite = gflib.publicSite cfg.publicHost;
@@ -192,6 +193,7 @@ in
           writerPasswordFile =
             if cfg.writerPasswordFile != null then ''"$CREDENTIALS_DIRECTORY"/writer-password'' else null;
           writerCopy = lib.escapeShellArg "${secretsDir}/sink-writer-password";
+          readerCopy = lib.escapeShellArg "${secretsDir}/sink-reader-password";
           envFile = lib.escapeShellArg "${runtimeDir}/caddy.env";
         };
     };
@@ -274,11 +276,18 @@ in
       };
     };
 
+    # Grafana queries through Caddy as the sink's reader (the query API only); the secrets oneshot generates that
+    # password, which systemd hands Grafana as a credential.
     systemd.services.grafana = mkIf cfg.grafana.enable {
-      after = [ "victoriametrics.service" ];
+      requires = [ "greenflow-sink-secrets.service" ];
+      after = [
+        "victoriametrics.service"
+        "greenflow-sink-secrets.service"
+      ];
       serviceConfig.LoadCredential = [
         "admin-password:${toString cfg.grafana.adminPasswordFile}"
         "secret-key:${toString cfg.grafana.secretKeyFile}"
+        "datasource-password:${secretsDir}/sink-reader-password"
       ];
     };
 

@@ -11,6 +11,8 @@
   stateDir,
   grafanaAdminPasswordFile,
   grafanaSecretKeyFile,
+  # Where Grafana reads its datasource's password (the sink reader's) at run time.
+  grafanaDatasourcePasswordFile,
 }:
 let
   gflib = import ../nix/lib.nix;
@@ -54,12 +56,14 @@ pkgs.runCommand "greenflow-sink-config"
     export HOME="$TMPDIR"
     greenflow --config ${renderConfigFile} sink render --out "$out" \
       --grafana-admin-password-file ${grafanaAdminPasswordFile} \
-      --grafana-secret-key-file ${grafanaSecretKeyFile}
+      --grafana-secret-key-file ${grafanaSecretKeyFile} \
+      --grafana-datasource-password-file ${grafanaDatasourcePasswordFile}
     cat ${extraCaddyConfig} >> "$out/caddy/Caddyfile"
-    # The same Caddy checks the whole file, the extra configuration included, with example hashes for the owner's
-    # and the writer's placeholders (the services compute the real ones at start).
+    # The same Caddy checks the whole file, the extra configuration included, with example hashes for the owner's,
+    # the writer's and the reader's placeholders (the services compute the real ones at start).
     ${gflib.passwordHashVars.owner}='$2a$14$0123456789012345678901uEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAM' \
     ${gflib.passwordHashVars.writer}='$2a$14$9876543210987654321098uEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAM' \
+    ${gflib.passwordHashVars.reader}='$2a$14$5432109876543210987654uEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAM' \
       ${buildCaddy}/bin/caddy adapt --adapter caddyfile --config "$out/caddy/Caddyfile" > /dev/null
     cp ${configFile} "$out/greenflow.yaml"
   ''

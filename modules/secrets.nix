@@ -40,9 +40,10 @@ in
     }
   '';
 
-  # Caddy's environment file: the bcrypt hashes of the owner's and the writer's passwords for the rendered
-  # Caddyfile's two placeholders. The writer's password is kept where the CLI reads it (`writerCopy`): generated
-  # there when `writerPasswordFile` is null, else a copy of that file, made once it has passed the checks. `caddy` is
+  # Caddy's environment file: the bcrypt hashes of the owner's, the writer's and the reader's passwords for the
+  # rendered Caddyfile's three placeholders. The writer's password is kept where the CLI reads it (`writerCopy`):
+  # generated there when `writerPasswordFile` is null, else a copy of that file, made once it has passed the checks.
+  # The reader's (Grafana's datasource credential, the query API only) is always generated (`readerCopy`). `caddy` is
   # Caddy's executable (its `hash-password` reads one line from standard input). Every file is a shell word, quoted
   # by the caller, which may use `"$CREDENTIALS_DIRECTORY"` or `"$RUNTIME_DIRECTORY"`.
   caddyEnv =
@@ -51,6 +52,7 @@ in
       ownerPasswordFile,
       writerPasswordFile,
       writerCopy,
+      readerCopy,
       envFile,
     }:
     ''
@@ -73,11 +75,16 @@ in
         exit 1
       fi
       ${lib.optionalString (writerPasswordFile != null) "printf '%s' \"$writer\" | write ${writerCopy}"}
+      generate ${readerCopy}
+      read_secret "reader's password" ${readerCopy}
+      reader="$secret"
       owner_hash="$(printf '%s\n' "$owner" | ${caddy} hash-password)"
       writer_hash="$(printf '%s\n' "$writer" | ${caddy} hash-password)"
+      reader_hash="$(printf '%s\n' "$reader" | ${caddy} hash-password)"
       printf "%s='%s'\n" \
         ${gflib.passwordHashVars.owner} "$owner_hash" \
-        ${gflib.passwordHashVars.writer} "$writer_hash" | write ${envFile}
+        ${gflib.passwordHashVars.writer} "$writer_hash" \
+        ${gflib.passwordHashVars.reader} "$reader_hash" | write ${envFile}
     '';
 
   # VictoriaMetrics' environment file: every admin key variable (nix/lib.nix, victoriaMetricsAdminKeyVars, for this

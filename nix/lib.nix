@@ -164,6 +164,7 @@ in
   passwordHashVars = {
     owner = "GREENFLOW_SINK_PASSWORD_HASH";
     writer = "GREENFLOW_SINK_WRITER_PASSWORD_HASH";
+    reader = "GREENFLOW_SINK_READER_PASSWORD_HASH";
   };
 
   # The systemd EnvironmentFile line that hands Caddy the bcrypt hash; single quotes keep its `$` literal.

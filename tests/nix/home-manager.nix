@@ -131,6 +131,9 @@ pkgs.runCommand "greenflow-home-manager-eval" { nativeBuildInputs = [ pkgs.jq ];
   # The Caddyfile takes both hashes from the environment and serves its admin API on the socket the unit prepares.
   grep -qF '{$GREENFLOW_SINK_PASSWORD_HASH}' ${rendered}/caddy/Caddyfile
   grep -qF '{$GREENFLOW_SINK_WRITER_PASSWORD_HASH}' ${rendered}/caddy/Caddyfile
+  grep -qF '{$GREENFLOW_SINK_READER_PASSWORD_HASH}' ${rendered}/caddy/Caddyfile
+  grep -qF 'basicAuthPassword: "$__file{${dataDir}/secrets/sink-reader-password}"' \
+    ${rendered}/grafana/provisioning/datasources/greenflow.yaml
   grep -qF 'unix/${stateDir}/sink/caddy-admin/admin.sock' ${rendered}/caddy/Caddyfile
   # The secrets oneshot hashes both passwords and keeps the writer's where the CLI reads it; the key oneshot sets
   # every admin key of this VictoriaMetrics (1.97 and later: -reloadAuthKey too). Both scripts parse.
@@ -139,6 +142,8 @@ pkgs.runCommand "greenflow-home-manager-eval" { nativeBuildInputs = [ pkgs.jq ];
   bash -n "$secrets"
   bash -n "$key"
   grep -q GREENFLOW_SINK_WRITER_PASSWORD_HASH "$secrets"
+  grep -q GREENFLOW_SINK_READER_PASSWORD_HASH "$secrets"
+  grep -qF '${dataDir}/secrets/sink-reader-password' "$secrets"
   grep -qF '${dataDir}/secrets/sink-writer-password' "$secrets"
   grep -qF '${dataDir}/secrets/victoria-metrics-admin-key' "$key"
   for var in deleteAuthKey snapshotAuthKey forceMergeAuthKey search_resetCacheAuthKey pprofAuthKey flagsAuthKey \

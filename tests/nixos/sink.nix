@@ -189,11 +189,18 @@ pkgs.testers.runNixOSTest {
         sink.fail(f"grep -rF '{writer_password}' /etc/caddy/caddy_config /etc/greenflow/greenflow.yaml")
         sink.succeed("grep -q GREENFLOW_SINK_PASSWORD_HASH /etc/caddy/caddy_config")
         sink.succeed("grep -q GREENFLOW_SINK_WRITER_PASSWORD_HASH /etc/caddy/caddy_config")
+        sink.succeed("grep -q GREENFLOW_SINK_READER_PASSWORD_HASH /etc/caddy/caddy_config")
 
     with subtest("Grafana is healthy behind /grafana/ with the datasource provisioned"):
         sink.wait_until_succeeds("curl -sf http://127.0.0.1:8080/grafana/api/health | jq -e '.database == \"ok\"'", timeout=120)
         sink.succeed("curl -sf -u admin:vm-test-grafana http://127.0.0.1:8080/grafana/api/datasources/uid/greenflow-victoriametrics | jq -e '.type == \"prometheus\"'")
         sink.succeed("curl -sf -u admin:vm-test-grafana 'http://127.0.0.1:8080/grafana/api/search?query=' | jq -e 'length > 0'")
+        # Grafana queries through Caddy as the reader, whose credential reads and does nothing else.
+        sink.succeed("curl -sf -u admin:vm-test-grafana http://127.0.0.1:8080/grafana/api/datasources/uid/greenflow-victoriametrics/health | jq -e '.status == \"OK\"'")
+        reader = sink.succeed("cat /var/lib/greenflow/secrets/sink-reader-password").strip()
+        assert status(sink, f"-u greenflow-reader:{reader} http://127.0.0.1:8080/vm/api/v1/query?query=up") == 200
+        assert status(sink, f"-u greenflow-reader:{reader} 'http://127.0.0.1:8080/vm/api/v1/export?match[]=up'") == 401
+        assert status(sink, f"-u greenflow-reader:{reader} -X POST --data-binary x http://127.0.0.1:8080/vm/api/v1/write") == 401
 
     with subtest("a changed password file is hashed again and Caddy restarted"):
         sink.succeed("printf vm-test-password-2 > ${sinkPasswordFile}")

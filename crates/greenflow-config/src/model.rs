@@ -210,6 +210,11 @@ impl SinkConfig {
     pub fn writer_username(&self) -> String {
         format!("{}-writer", self.username)
     }
+
+    /// The reader's user name, `<username>-reader`: Grafana's credential, good for the query API only.
+    pub fn reader_username(&self) -> String {
+        format!("{}-reader", self.username)
+    }
 }
 
 impl Default for SinkConfig {

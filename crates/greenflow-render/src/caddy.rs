@@ -32,6 +32,9 @@ pub struct CaddyfileInput {
     pub loopback_port: u16,
     /// Public site address (`https://laptop.tail1234.ts.net`), already validated as scheme + host + port.
     pub public_site: Option<String>,
+    /// The addresses the public site listens on (a tailnet site: this machine's tailnet addresses); empty: every
+    /// interface.
+    pub public_bind: Vec<std::net::IpAddr>,
     /// Basic-auth user name (setting `sink.username`).
     pub username: String,
     /// bcrypt hash of the password (`$2b$...`).
@@ -40,6 +43,10 @@ pub struct CaddyfileInput {
     pub writer_username: String,
     /// bcrypt hash of the writer's password.
     pub writer_password_hash: String,
+    /// The reader's user name: Grafana's credential, good for the query API only.
+    pub reader_username: String,
+    /// bcrypt hash of the reader's password.
+    pub reader_password_hash: String,
     /// VictoriaMetrics' address, e.g. `127.0.0.1:8428`.
     pub victoria_metrics: String,
     /// Grafana's address, when it runs.
@@ -54,11 +61,14 @@ struct CaddyfileTemplate<'a> {
     admin_listen: &'a str,
     loopback_port: u16,
     public_site: Option<&'a str>,
+    public_bind: String,
     tailnet: bool,
     username: &'a str,
     password_hash: &'a str,
     writer_username: &'a str,
     writer_password_hash: &'a str,
+    reader_username: &'a str,
+    reader_password_hash: &'a str,
     victoria_metrics: &'a str,
     grafana: Option<&'a str>,
     auth_directive: &'a str,
@@ -70,18 +80,23 @@ pub fn render_caddyfile(input: &CaddyfileInput) -> Result<String, RenderError> {
     check_caddy_token("sink password hash", &input.password_hash)?;
     check_caddy_token("sink.username (the writer's name: `<sink.username>-writer`)", &input.writer_username)?;
     check_caddy_token("sink writer password hash", &input.writer_password_hash)?;
+    check_caddy_token("sink.username (the reader's name: `<sink.username>-reader`)", &input.reader_username)?;
+    check_caddy_token("sink reader password hash", &input.reader_password_hash)?;
     check_caddy_token("the Caddy admin socket's path (paths.state_dir)", &input.admin_listen)?;
     let public_site = input.public_site.as_deref();
     CaddyfileTemplate {
         admin_listen: &input.admin_listen,
         loopback_port: input.loopback_port,
         public_site,
+        public_bind: input.public_bind.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
         tailnet: public_site
             .is_some_and(|s| s.trim_end_matches(|c: char| c.is_ascii_digit() || c == ':').ends_with(".ts.net")),
         username: &input.username,
         password_hash: &input.password_hash,
         writer_username: &input.writer_username,
         writer_password_hash: &input.writer_password_hash,
+        reader_username: &input.reader_username,
+        reader_password_hash: &input.reader_password_hash,
         victoria_metrics: &input.victoria_metrics,
         grafana: input.grafana.as_deref(),
         auth_directive: input.auth_directive.as_str(),

@@ -38,8 +38,12 @@ pub struct GrafanaInput {
     pub admin_password_file: PathBuf,
     /// File holding `secret_key`.
     pub secret_key_file: PathBuf,
-    /// VictoriaMetrics' URL as Grafana reaches it.
+    /// VictoriaMetrics' URL as Grafana reaches it (Caddy's loopback site, `.../vm`).
     pub datasource_url: String,
+    /// The datasource's basic-auth user (the sink's reader).
+    pub datasource_user: String,
+    /// File holding the datasource's password (read by Grafana through `$__file{}`).
+    pub datasource_password_file: PathBuf,
     /// The scrape interval, Grafana's smallest useful step.
     pub scrape_interval: Duration,
 }
@@ -76,6 +80,8 @@ struct DatasourcesTemplate<'a> {
     name: &'a str,
     uid: &'a str,
     url: &'a str,
+    basic_auth_user: &'a str,
+    basic_auth_password_ref: &'a str,
     time_interval: &'a str,
 }
 
@@ -103,6 +109,28 @@ fn file_ref(field: &str, path: &Path) -> Result<String, RenderError> {
     Ok(format!("$__file{{{text}}}"))
 }
 
+/// A `$__file{path}` reference in a provisioning file, which expands it (Grafana's
+/// `pkg/services/provisioning/values/values.go`: `setting.ExpandVar`, then `os.ExpandEnv`): the path may hold
+/// neither `}` nor `$`.
+fn provisioning_file_ref(path: &Path) -> Result<String, RenderError> {
+    let text = path.to_str().ok_or_else(|| {
+        RenderError::unsafe_value("paths.data_dir", &path.to_string_lossy(), "the path is not valid UTF-8")
+    })?;
+    if text.contains(['}', '$']) || text.chars().any(char::is_control) {
+        return Err(RenderError::unsafe_value(
+            "paths.data_dir",
+            text,
+            "Grafana's $__file{} cannot read a path with '}', '$' or control characters",
+        ));
+    }
+    Ok(format!("$__file{{{text}}}"))
+}
+
+/// A YAML double-quoted scalar holding exactly `value` (a JSON string is one).
+fn yaml_string(value: &str) -> String {
+    serde_json::Value::String(value.to_owned()).to_string()
+}
+
 /// Renders `grafana.ini` and the provisioning files.
 pub fn render_grafana(input: &GrafanaInput) -> Result<GrafanaFiles, RenderError> {
     check_ini_value("sink.grafana.admin_user", &input.admin_user)?;
@@ -128,6 +156,8 @@ pub fn render_grafana(input: &GrafanaInput) -> Result<GrafanaFiles, RenderError>
         name: "VictoriaMetrics",
         uid: DATASOURCE_UID,
         url: &grafana_provisioning_literal(&input.datasource_url),
+        basic_auth_user: &yaml_string(&grafana_provisioning_literal(&input.datasource_user)),
+        basic_auth_password_ref: &yaml_string(&provisioning_file_ref(&input.datasource_password_file)?),
         time_interval: &prometheus_duration(input.scrape_interval),
     }
     .render()

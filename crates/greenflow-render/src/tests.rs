@@ -11,10 +11,13 @@ pub(crate) fn caddy_input() -> CaddyfileInput {
         admin_listen: "unix//state/greenflow/sink/caddy/admin/admin.sock".into(),
         loopback_port: 8080,
         public_site: None,
+        public_bind: Vec::new(),
         username: "greenflow".into(),
         password_hash: "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW".into(),
         writer_username: "greenflow-writer".into(),
         writer_password_hash: "$2b$04$zyxwvutsrqponmlkjihgfeMmfDSn8SSv.1Z5v4r2sWIPOrNGxBZ1y".into(),
+        reader_username: "greenflow-reader".into(),
+        reader_password_hash: "$2b$04$readerreaderreaderreaOMmfDSn8SSv.1Z5v4r2sWIPOrNGxBZ1y".into(),
         victoria_metrics: "127.0.0.1:8428".into(),
         grafana: None,
         auth_directive: AuthDirective::Basicauth,
@@ -33,7 +36,9 @@ pub(crate) fn grafana_input() -> GrafanaInput {
         admin_user: "admin".into(),
         admin_password_file: PathBuf::from("/data/greenflow/secrets/grafana-admin-password"),
         secret_key_file: PathBuf::from("/data/greenflow/secrets/grafana-secret-key"),
-        datasource_url: "http://127.0.0.1:8428".into(),
+        datasource_url: "http://127.0.0.1:8080/vm".into(),
+        datasource_user: "greenflow-reader".into(),
+        datasource_password_file: PathBuf::from("/data/greenflow/secrets/sink-reader-password"),
         scrape_interval: Duration::from_secs(5),
     }
 }
@@ -72,6 +77,7 @@ fn caddyfile_loopback_only() {
 fn caddyfile_with_tailnet_site_grafana_and_new_directive() {
     let input = CaddyfileInput {
         public_site: Some("https://laptop.tail1234.ts.net".into()),
+        public_bind: vec!["100.101.102.103".parse().unwrap(), "fd7a:115c:a1e0::1234:5678".parse().unwrap()],
         grafana: Some("127.0.0.1:3000".into()),
         auth_directive: AuthDirective::BasicAuth,
         ..caddy_input()

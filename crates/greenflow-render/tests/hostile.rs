@@ -40,10 +40,13 @@ fn base_caddy() -> CaddyfileInput {
         admin_listen: "unix//state/greenflow/sink/caddy/admin/admin.sock".into(),
         loopback_port: 8080,
         public_site: None,
+        public_bind: Vec::new(),
         username: "greenflow".into(),
         password_hash: "$2b$04$abcdefghijklmnopqrstuuMmfDSn8SSv.1Z5v4r2sWIPOrNGxBZ1y".into(),
         writer_username: "greenflow-writer".into(),
         writer_password_hash: "$2b$04$zyxwvutsrqponmlkjihgfeMmfDSn8SSv.1Z5v4r2sWIPOrNGxBZ1y".into(),
+        reader_username: "greenflow-reader".into(),
+        reader_password_hash: "$2b$04$readerreaderreaderreaOMmfDSn8SSv.1Z5v4r2sWIPOrNGxBZ1y".into(),
         victoria_metrics: "127.0.0.1:8428".into(),
         grafana: Some("127.0.0.1:3000".into()),
         auth_directive: AuthDirective::Basicauth,
@@ -86,9 +89,35 @@ fn a_typical_unicode_user_name_is_accepted_and_exact() {
     assert_eq!(
         sets,
         vec![
+            vec!["greenflow-reader".to_owned(), "ünïcødé-ūser.name@lab".to_owned()],
             vec!["greenflow-writer".to_owned(), "ünïcødé-ūser.name@lab".to_owned()],
             vec!["ünïcødé-ūser.name@lab".to_owned()],
         ]
+    );
+}
+
+#[test]
+fn a_tailnet_site_listens_on_the_tailnet_addresses_only() {
+    let input = CaddyfileInput {
+        public_site: Some("https://laptop.tail1234.ts.net".into()),
+        public_bind: vec!["100.101.102.103".parse().unwrap(), "fd7a:115c:a1e0::1234:5678".parse().unwrap()],
+        ..base_caddy()
+    };
+    let json = caddy_adapt(&render_caddyfile(&input).unwrap());
+    let mut listens: Vec<Vec<String>> = json["apps"]["http"]["servers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|server| server["listen"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_owned()).collect())
+        .collect();
+    listens.sort();
+    assert_eq!(
+        listens,
+        vec![
+            vec!["100.101.102.103:443".to_owned(), "[fd7a:115c:a1e0::1234:5678]:443".to_owned()],
+            vec!["127.0.0.1:8080".to_owned()],
+        ],
+        "{json}"
     );
 }
 
@@ -103,7 +132,7 @@ proptest! {
             Ok(text) => {
                 let json = caddy_adapt(&text);
                 let sets = account_sets(&json);
-                prop_assert_eq!(sets.len(), 2, "the write route and the owner's");
+                prop_assert_eq!(sets.len(), 3, "the write route, the read route and the owner's");
                 prop_assert!(sets.iter().all(|set| set.contains(&username)), "{:?}", sets);
                 prop_assert!(sets.iter().any(|set| set == std::slice::from_ref(&username)), "{:?}", sets);
                 // Nothing else moved: the same routes as for a plain name.
@@ -152,7 +181,9 @@ fn base_grafana() -> GrafanaInput {
         admin_user: "admin".into(),
         admin_password_file: PathBuf::from("/data/secrets/admin"),
         secret_key_file: PathBuf::from("/data/secrets/key"),
-        datasource_url: "http://127.0.0.1:8428".into(),
+        datasource_url: "http://127.0.0.1:8080/vm".into(),
+        datasource_user: "greenflow-reader".into(),
+        datasource_password_file: PathBuf::from("/data/secrets/sink-reader-password"),
         scrape_interval: Duration::from_secs(5),
     }
 }
@@ -184,15 +215,35 @@ proptest! {
     }
 
     #[test]
-    fn grafana_provisioning_values_are_exact(url in hostile(), dir in hostile()) {
+    fn grafana_provisioning_values_are_exact(url in hostile(), dir in hostile(), user in hostile(), secrets in hostile()) {
         let dashboards_dir = PathBuf::from(format!("/state/{dir}"));
-        let input = GrafanaInput { datasource_url: url.clone(), dashboards_dir: dashboards_dir.clone(), ..base_grafana() };
-        let files = render_grafana(&input).unwrap();
+        let password_file = PathBuf::from(format!("/data/{secrets}/reader"));
+        let input = GrafanaInput {
+            datasource_url: url.clone(),
+            datasource_user: user.clone(),
+            datasource_password_file: password_file.clone(),
+            dashboards_dir: dashboards_dir.clone(),
+            ..base_grafana()
+        };
+        let files = match render_grafana(&input) {
+            Err(err) => {
+                // Only a password file path Grafana's $__file{} cannot carry is refused.
+                prop_assert!(err.to_string().starts_with("paths.data_dir: "), "{err}");
+                prop_assert!(secrets.contains(['}', '$']) || secrets.chars().any(char::is_control), "{err}");
+                return Ok(());
+            }
+            Ok(files) => files,
+        };
         // Grafana expands `$VAR` in provisioning files and reads `$$` as `$`.
         let unescape = |v: &serde_yaml::Value| v.as_str().unwrap().replace("$$", "$");
         let doc: serde_yaml::Value = serde_yaml::from_str(&files.datasources).unwrap();
         prop_assert_eq!(unescape(&doc["datasources"][0]["url"]), url);
         prop_assert_eq!(doc["datasources"][0]["uid"].as_str(), Some(DATASOURCE_UID));
+        prop_assert_eq!(unescape(&doc["datasources"][0]["basicAuthUser"]), user);
+        prop_assert_eq!(
+            doc["datasources"][0]["secureJsonData"]["basicAuthPassword"].as_str().unwrap(),
+            format!("$__file{{{}}}", password_file.display())
+        );
         let doc: serde_yaml::Value = serde_yaml::from_str(&files.dashboards).unwrap();
         prop_assert_eq!(unescape(&doc["providers"][0]["options"]["path"]), dashboards_dir.to_str().unwrap());
     }

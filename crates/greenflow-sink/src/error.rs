@@ -105,6 +105,16 @@ pub enum SinkError {
         /// The existing non-directory on its way.
         blocker: PathBuf,
     },
+    /// The public site is a tailnet name but this machine's Tailscale cannot give its tailnet addresses.
+    #[error(
+        "sink.public_host `{host}` is a tailnet name, so the site listens on this machine's tailnet addresses only, but {detail}"
+    )]
+    Tailnet {
+        /// The public host.
+        host: String,
+        /// What is wrong, with the fix.
+        detail: String,
+    },
     /// A port greenflow needs is taken.
     #[error("port {port} on 127.0.0.1 is already in use ({key}); stop what uses it or set {key} to a free port")]
     PortInUse {

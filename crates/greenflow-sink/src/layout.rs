@@ -2,7 +2,7 @@
 //! files. Preparing checks everything that can be checked before a process starts.
 
 use std::ffi::OsString;
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use crate::binaries::Program;
 use crate::error::SinkError;
 use crate::files::{ensure_dir, load_or_generate_secret, write_private, write_public};
 use crate::supervisor::ProcessSpec;
+use crate::tailnet::tailnet_addresses;
 use crate::versions::{self, Release};
 use crate::vm_data;
 
@@ -132,6 +133,17 @@ pub fn existing_writer_password(settings: &Settings) -> Option<Secret> {
     path.is_file().then(|| load_or_generate_secret(&path).ok()).flatten()
 }
 
+/// The reader's password (Grafana's credential, the query API only): generated on first use and kept in
+/// `<data>/secrets/sink-reader-password` (0600), which Grafana reads through `$__file{}`.
+pub fn reader_password(settings: &Settings) -> Result<Secret, SinkError> {
+    load_or_generate_secret(&reader_password_file(settings))
+}
+
+/// The file of the reader's password.
+pub fn reader_password_file(settings: &Settings) -> PathBuf {
+    settings.paths.secrets_dir().join("sink-reader-password")
+}
+
 /// The key that guards VictoriaMetrics' admin endpoints on its own port (`-deleteAuthKey`, `-snapshotAuthKey`, ...):
 /// generated, 0600 in the data directory, known to greenflow only; it reaches VictoriaMetrics through its
 /// environment (`-envflag.enable`), never its command line.
@@ -177,7 +189,7 @@ pub fn check_port_free(port: u16, key: &'static str) -> Result<(), SinkError> {
 pub fn prepare(settings: &Settings) -> Result<PreparedSink, SinkError> {
     let config = &settings.config;
     let sink = &config.sink;
-    let Preflight { vm_binary, vm_release, caddy_binary, caddy_release, grafana } = preflight(settings)?;
+    let Preflight { vm_binary, vm_release, caddy_binary, caddy_release, grafana, public_bind } = preflight(settings)?;
 
     let state = settings.paths.sink_state_dir();
     let logs_dir = state.join("logs");
@@ -213,13 +225,15 @@ pub fn prepare(settings: &Settings) -> Result<PreparedSink, SinkError> {
     let auth_directive = versions::caddy_auth_directive(&caddy_release);
     let password_hash = bcrypt::hash(password.expose(), BCRYPT_COST).map_err(SinkError::Hash)?;
     let writer_hash = bcrypt::hash(writer_password(settings)?.expose(), BCRYPT_COST).map_err(SinkError::Hash)?;
+    let reader_hash = bcrypt::hash(reader_password(settings)?.expose(), BCRYPT_COST).map_err(SinkError::Hash)?;
     let caddy_dir = state.join("caddy");
     ensure_private_dir(&caddy_admin_dir(settings))?;
     let caddyfile = caddyfile(
         settings,
-        PasswordHashes { owner: password_hash, writer: writer_hash },
+        PasswordHashes { owner: password_hash, writer: writer_hash, reader: reader_hash },
         auth_directive,
         grafana.is_ok(),
+        &public_bind,
     )?;
     let caddyfile_path = caddy_dir.join("Caddyfile");
     write_private(&caddyfile_path, &caddyfile)?;
@@ -270,6 +284,8 @@ pub(crate) struct PasswordHashes {
     pub owner: String,
     /// The writer's (`<sink.username>-writer`).
     pub writer: String,
+    /// The reader's (`<sink.username>-reader`).
+    pub reader: String,
 }
 
 /// The directory (mode 0700) of Caddy's admin socket.
@@ -301,6 +317,7 @@ pub(crate) fn caddyfile(
     hashes: PasswordHashes,
     auth_directive: AuthDirective,
     with_grafana: bool,
+    public_bind: &[IpAddr],
 ) -> Result<String, SinkError> {
     let sink = &settings.config.sink;
     let public = settings.public_address()?;
@@ -308,10 +325,13 @@ pub(crate) fn caddyfile(
         admin_listen: format!("unix/{}", caddy_admin_dir(settings).join("admin.sock").display()),
         loopback_port: sink.http_port,
         public_site: public.as_ref().map(|p| p.base_url()),
+        public_bind: public_bind.to_vec(),
         username: sink.username.clone(),
         password_hash: hashes.owner,
         writer_username: sink.writer_username(),
         writer_password_hash: hashes.writer,
+        reader_username: sink.reader_username(),
+        reader_password_hash: hashes.reader,
         victoria_metrics: format!("127.0.0.1:{}", sink.victoria_metrics.port),
         grafana: with_grafana.then(|| format!("127.0.0.1:{}", sink.grafana.port)),
         auth_directive,
@@ -329,6 +349,8 @@ pub(crate) struct GrafanaLayout {
     pub admin_password_file: PathBuf,
     /// File read through `$__file{}` for `secret_key`.
     pub secret_key_file: PathBuf,
+    /// File read through `$__file{}` for the datasource's password (the reader's).
+    pub datasource_password_file: PathBuf,
 }
 
 /// Renders and writes `grafana.ini`, the provisioning files and the dashboard below `layout.dir`; returns the path
@@ -351,7 +373,10 @@ pub(crate) fn write_grafana_files(settings: &Settings, layout: &GrafanaLayout) -
         admin_user: config.sink.grafana.admin_user.clone(),
         admin_password_file: layout.admin_password_file.clone(),
         secret_key_file: layout.secret_key_file.clone(),
-        datasource_url: format!("http://127.0.0.1:{}", config.sink.victoria_metrics.port),
+        // Through Caddy's loopback site as the reader: Grafana can query, and nothing else.
+        datasource_url: format!("http://127.0.0.1:{}/vm", config.sink.http_port),
+        datasource_user: config.sink.reader_username(),
+        datasource_password_file: layout.datasource_password_file.clone(),
         scrape_interval: config.local.scrape_interval,
     })?;
     let ini_path = layout.dir.join("grafana.ini");
@@ -378,6 +403,9 @@ pub struct Preflight {
     pub caddy_release: Release,
     /// Grafana's binary and home, or why it will not run.
     pub grafana: Result<GrafanaInstall, GrafanaAbsence>,
+    /// What the public site binds: this machine's tailnet addresses for a tailnet name, else nothing (every
+    /// interface).
+    pub public_bind: Vec<IpAddr>,
 }
 
 /// An installed Grafana.
@@ -399,6 +427,12 @@ pub fn preflight(settings: &Settings) -> Result<Preflight, SinkError> {
     let caddy_binary = Program::Caddy.locate(sink.caddy.binary.as_deref(), &settings.env)?;
     let caddy_release = versions::detect_supported(Program::Caddy, &caddy_binary)?;
     let grafana = locate_grafana(settings)?;
+    let public_bind = match settings.public_address()? {
+        Some(public) if public.is_tailnet() => {
+            tailnet_addresses(&public.host, settings.env.get("PATH").unwrap_or_default())?
+        }
+        _ => Vec::new(),
+    };
     for (port, key) in ports(settings, grafana.is_ok()) {
         check_port_free(port, key)?;
     }
@@ -409,11 +443,12 @@ pub fn preflight(settings: &Settings) -> Result<Preflight, SinkError> {
     let stand_in = "$2b$10$abcdefghijklmnopqrstuuJ0DHbwjfF3hOZ0FbV9hqfPZyS8pX.R2".to_owned();
     caddyfile(
         settings,
-        PasswordHashes { owner: stand_in.clone(), writer: stand_in },
+        PasswordHashes { owner: stand_in.clone(), writer: stand_in.clone(), reader: stand_in },
         versions::caddy_auth_directive(&caddy_release),
         grafana.is_ok(),
+        &public_bind,
     )?;
-    Ok(Preflight { vm_binary, vm_release, caddy_binary, caddy_release, grafana })
+    Ok(Preflight { vm_binary, vm_release, caddy_binary, caddy_release, grafana, public_bind })
 }
 
 fn victoria_metrics_args(settings: &Settings, data: &Path) -> Vec<OsString> {
@@ -488,9 +523,16 @@ fn prepare_grafana(
     };
     let secret_key_file = secrets.join("grafana-secret-key");
     load_or_generate_secret(&secret_key_file)?;
+    reader_password(settings)?;
     let ini_path = write_grafana_files(
         settings,
-        &GrafanaLayout { dir: grafana_state, logs_dir: logs_dir.to_owned(), admin_password_file, secret_key_file },
+        &GrafanaLayout {
+            dir: grafana_state,
+            logs_dir: logs_dir.to_owned(),
+            admin_password_file,
+            secret_key_file,
+            datasource_password_file: reader_password_file(settings),
+        },
     )?;
     ensure_dir(&settings.paths.grafana_data())?;
 

@@ -13,6 +13,7 @@ mod render;
 mod runtime;
 mod status;
 pub mod supervisor;
+mod tailnet;
 pub mod versions;
 pub mod vm_data;
 
@@ -23,11 +24,15 @@ pub use files::{dir_size, ensure_dir, load_or_generate_secret, write_private, wr
 pub use layout::{
     Component, ComponentName, GrafanaAbsence, GrafanaInstall, Preflight, PreparedSink, SinkUrls, VM_ENV_FLAG_PREFIX,
     check_port_free, existing_sink_password, existing_writer_password, loopback_urls, preflight, prepare,
-    sink_password, victoria_metrics_admin_key, writer_password, writer_password_file,
+    reader_password, reader_password_file, sink_password, victoria_metrics_admin_key, writer_password,
+    writer_password_file,
 };
-pub use render::{PASSWORD_HASH_VAR, RenderSecrets, RenderedConfig, WRITER_PASSWORD_HASH_VAR, render_config};
+pub use render::{
+    PASSWORD_HASH_VAR, READER_PASSWORD_HASH_VAR, RenderSecrets, RenderedConfig, WRITER_PASSWORD_HASH_VAR, render_config,
+};
 pub use runtime::{
     ComponentState, Health, RunningSink, STATE_FORMAT_VERSION, SinkLock, SinkPresence, SinkState, StopOutcome,
     check_health, read_state, running_supervisor, sink_presence, stop_running, unsupervised_sink_answers,
 };
 pub use status::{ComponentStatus, SinkStatus, sink_status};
+pub use tailnet::tailnet_addresses;

@@ -21,9 +21,13 @@ pub const PASSWORD_HASH_VAR: &str = "GREENFLOW_SINK_PASSWORD_HASH";
 /// The environment variable the rendered Caddyfile takes the bcrypt hash of the writer's password from.
 pub const WRITER_PASSWORD_HASH_VAR: &str = "GREENFLOW_SINK_WRITER_PASSWORD_HASH";
 
+/// The environment variable the rendered Caddyfile takes the bcrypt hash of the reader's password from.
+pub const READER_PASSWORD_HASH_VAR: &str = "GREENFLOW_SINK_READER_PASSWORD_HASH";
+
 /// Tokens that pass the Caddyfile checks; replaced by the `{$VAR}` placeholders after rendering.
 const HASH_SENTINEL: &str = "GREENFLOW-SINK-PASSWORD-HASH-FROM-ENVIRONMENT";
 const WRITER_HASH_SENTINEL: &str = "GREENFLOW-SINK-WRITER-PASSWORD-HASH-FROM-ENVIRONMENT";
+const READER_HASH_SENTINEL: &str = "GREENFLOW-SINK-READER-PASSWORD-HASH-FROM-ENVIRONMENT";
 
 /// Where Grafana's rendered configuration points for its secrets; the service manager provides the files.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +36,9 @@ pub struct RenderSecrets {
     pub grafana_admin_password_file: Option<PathBuf>,
     /// Grafana's `secret_key` file; default `<data>/secrets/grafana-secret-key`.
     pub grafana_secret_key_file: Option<PathBuf>,
+    /// The file Grafana reads its datasource's password from (the reader's); default
+    /// `<data>/secrets/sink-reader-password`.
+    pub grafana_datasource_password_file: Option<PathBuf>,
 }
 
 /// The files [`render_config`] wrote.
@@ -66,12 +73,21 @@ pub fn render_config(settings: &Settings, out: &Path, secrets: &RenderSecrets) -
         Err(_) => Release::Unknown,
     };
     let with_grafana = sink.grafana.enabled;
-    let hashes = PasswordHashes { owner: HASH_SENTINEL.to_owned(), writer: WRITER_HASH_SENTINEL.to_owned() };
-    let mut rendered = caddyfile(settings, hashes, versions::caddy_auth_directive(&caddy_release), with_grafana)?;
-    // The owner's hash stands in the write route and the owner's route, the writer's in the write route only.
-    for (sentinel, var, count) in
-        [(HASH_SENTINEL, PASSWORD_HASH_VAR, 2), (WRITER_HASH_SENTINEL, WRITER_PASSWORD_HASH_VAR, 1)]
-    {
+    let hashes = PasswordHashes {
+        owner: HASH_SENTINEL.to_owned(),
+        writer: WRITER_HASH_SENTINEL.to_owned(),
+        reader: READER_HASH_SENTINEL.to_owned(),
+    };
+    // A service manager's sink binds what its own firewall allows (the NixOS module opens the port on the Tailscale
+    // interface only); the tailnet addresses are not known when the files are rendered.
+    let mut rendered = caddyfile(settings, hashes, versions::caddy_auth_directive(&caddy_release), with_grafana, &[])?;
+    // The owner's hash stands in the write, read and owner's routes, the writer's in the write route only, the
+    // reader's in the read route only.
+    for (sentinel, var, count) in [
+        (HASH_SENTINEL, PASSWORD_HASH_VAR, 3),
+        (WRITER_HASH_SENTINEL, WRITER_PASSWORD_HASH_VAR, 1),
+        (READER_HASH_SENTINEL, READER_PASSWORD_HASH_VAR, 1),
+    ] {
         let quoted = format!("\"{sentinel}\"");
         if rendered.matches(&quoted).count() != count {
             return Err(SinkError::RenderedLayout {
@@ -104,6 +120,10 @@ pub fn render_config(settings: &Settings, out: &Path, secrets: &RenderSecrets) -
                 .grafana_secret_key_file
                 .clone()
                 .unwrap_or_else(|| secrets_dir.join("grafana-secret-key")),
+            datasource_password_file: secrets
+                .grafana_datasource_password_file
+                .clone()
+                .unwrap_or_else(|| crate::layout::reader_password_file(settings)),
         };
         result.grafana_ini = Some(write_grafana_files(settings, &layout)?);
         result.grafana_datasources = Some(dir.join("provisioning/datasources"));

@@ -64,7 +64,29 @@ fn grafana_runs_behind_caddy_with_generated_files() {
             .unwrap();
     let ds = &datasources["datasources"][0];
     assert_eq!(ds["uid"].as_str(), Some("greenflow-victoriametrics"));
-    assert_eq!(ds["url"].as_str().unwrap(), format!("http://127.0.0.1:{}", project.ports.vm));
+    // Grafana queries through Caddy as the reader, with the password it reads from the file the provisioning names.
+    assert_eq!(ds["url"].as_str().unwrap(), format!("http://127.0.0.1:{}/vm", project.ports.http));
+    assert_eq!(ds["basicAuth"].as_bool(), Some(true));
+    assert_eq!(ds["basicAuthUser"].as_str(), Some("greenflow-reader"));
+    let reader_file = data.join("secrets/sink-reader-password");
+    assert_eq!(
+        ds["secureJsonData"]["basicAuthPassword"].as_str().unwrap(),
+        format!("$__file{{{}}}", reader_file.display())
+    );
+    assert_eq!(mode(&reader_file), 0o600);
+    let reader_password = std::fs::read_to_string(&reader_file).unwrap();
+    let client = reqwest::blocking::Client::new();
+    let as_grafana = |path: &str| {
+        client
+            .get(format!("{}{path}", ds["url"].as_str().unwrap()))
+            .basic_auth("greenflow-reader", Some(reader_password.trim()))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(as_grafana("/api/v1/query?query=up"), 200);
+    assert_eq!(as_grafana("/api/v1/export?match[]=up"), 401);
     assert_eq!(ds["isDefault"].as_bool(), Some(true));
     let providers: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(state.join("provisioning/dashboards/greenflow.yaml")).unwrap())

@@ -23,27 +23,30 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
 }
 
-/// Caddy's JSON for a Caddyfile, with the owner's and the writer's hashes in the variables the service sets.
+/// Caddy's JSON for a Caddyfile, with the owner's, the writer's and the reader's hashes in the variables the service
+/// sets.
 fn caddy_adapt(caddyfile: &Path, hashes: &Hashes) -> Value {
     let output = Command::new("caddy")
         .args(["adapt", "--adapter", "caddyfile", "--config"])
         .arg(caddyfile)
         .env("GREENFLOW_SINK_PASSWORD_HASH", &hashes.owner)
         .env("GREENFLOW_SINK_WRITER_PASSWORD_HASH", &hashes.writer)
+        .env("GREENFLOW_SINK_READER_PASSWORD_HASH", &hashes.reader)
         .output()
         .expect("caddy is on PATH (scripts/install-deps installs it)");
     assert!(output.status.success(), "caddy adapt {} failed:\n{}", caddyfile.display(), describe(&output));
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-/// The two bcrypt hashes of a Caddyfile written by `sink up`.
+/// The three bcrypt hashes of a Caddyfile written by `sink up`.
 struct Hashes {
     owner: String,
     writer: String,
+    reader: String,
 }
 
 /// The quoted bcrypt hashes in a Caddyfile written by `sink up`, in order: the write route names the writer first,
-/// then the owner.
+/// then the owner; the read route then names the reader.
 fn password_hashes(caddyfile: &str) -> Hashes {
     let mut found: Vec<String> = Vec::new();
     let mut rest = caddyfile;
@@ -55,8 +58,8 @@ fn password_hashes(caddyfile: &str) -> Hashes {
         }
         rest = &rest[start + 1 + len..];
     }
-    assert_eq!(found.len(), 2, "the writer's and the owner's hash:\n{caddyfile}");
-    Hashes { writer: found[0].clone(), owner: found[1].clone() }
+    assert_eq!(found.len(), 3, "the writer's, the owner's and the reader's hash:\n{caddyfile}");
+    Hashes { writer: found[0].clone(), owner: found[1].clone(), reader: found[2].clone() }
 }
 
 #[test]
@@ -89,10 +92,11 @@ fn render_and_sink_up_give_the_same_caddy_layout_and_grafana_provisioning() {
         rendered_caddyfile,
         up_caddyfile
             .replace(&format!("\"{}\"", hashes.owner), "\"{$GREENFLOW_SINK_PASSWORD_HASH}\"")
-            .replace(&format!("\"{}\"", hashes.writer), "\"{$GREENFLOW_SINK_WRITER_PASSWORD_HASH}\""),
+            .replace(&format!("\"{}\"", hashes.writer), "\"{$GREENFLOW_SINK_WRITER_PASSWORD_HASH}\"")
+            .replace(&format!("\"{}\"", hashes.reader), "\"{$GREENFLOW_SINK_READER_PASSWORD_HASH}\""),
         "the rendered Caddyfile differs from sink up's"
     );
-    let unused = Hashes { owner: "unused".into(), writer: "unused".into() };
+    let unused = Hashes { owner: "unused".into(), writer: "unused".into(), reader: "unused".into() };
     assert_eq!(
         caddy_adapt(&out.join("caddy/Caddyfile"), &hashes),
         caddy_adapt(&up.join("caddy/Caddyfile"), &unused),
@@ -135,7 +139,10 @@ fn rendered_files_hold_no_secret_and_name_the_public_site() {
     }
     assert!(!project.data_dir().join("secrets").exists(), "render generated secrets");
     let example = "$2b$10$abcdefghijklmnopqrstuuJ0DHbwjfF3hOZ0FbV9hqfPZyS8pX.R2".to_owned();
-    let json = caddy_adapt(&out.join("caddy/Caddyfile"), &Hashes { owner: example.clone(), writer: example });
+    let json = caddy_adapt(
+        &out.join("caddy/Caddyfile"),
+        &Hashes { owner: example.clone(), writer: example.clone(), reader: example },
+    );
     assert!(json.to_string().contains("laptop.tail1234.ts.net"), "{json}");
 }
 

@@ -97,6 +97,40 @@ fn the_writer_may_only_remote_write() {
 }
 
 #[test]
+fn the_reader_may_only_query() {
+    let project = Project::new();
+    project.sink_up();
+    let sink = Sink::of(&project);
+    let password = std::fs::read_to_string(project.data_dir().join("secrets/sink-reader-password")).unwrap();
+    let reader = ("greenflow-reader".to_owned(), password.trim().to_owned());
+    assert_eq!(sink.import(&sink.owner, SERIES), 204);
+    let _ = sink.count("roles_test");
+    // What Grafana's Prometheus datasource asks for.
+    for path in [
+        "/api/v1/query?query=roles_test",
+        "/api/v1/query_range?query=roles_test&start=1764547100&end=1764547300&step=15",
+        "/api/v1/series?match[]=roles_test",
+        "/api/v1/labels",
+        "/api/v1/label/__name__/values",
+        "/api/v1/status/buildinfo",
+    ] {
+        assert_eq!(sink.as_(&reader, sink.get(path)), 200, "reader GET {path}");
+    }
+    // Nothing that copies, writes or changes data.
+    for path in
+        ["/api/v1/export?match[]=roles_test", "/api/v1/export/native?match[]=roles_test", "/internal/force_flush"]
+    {
+        assert_eq!(sink.as_(&reader, sink.get(path)), 401, "reader GET {path}");
+    }
+    assert_eq!(sink.import(&reader, SERIES), 401, "the reader may not import");
+    let write = sink.post("/api/v1/write").header("Content-Encoding", "snappy").body(Vec::new());
+    assert_eq!(sink.as_(&reader, write), 401, "the reader may not remote-write");
+    let delete = sink.post("/api/v1/admin/tsdb/delete_series").query(&[("match[]", "roles_test")]);
+    assert_eq!(sink.as_(&reader, delete), 403, "admin endpoints are not routed");
+    assert_eq!(sink.count("roles_test"), 1);
+}
+
+#[test]
 fn nobody_deletes_snapshots_or_reloads_through_the_sink_or_without_greenflows_key() {
     let project = Project::new();
     project.sink_up();

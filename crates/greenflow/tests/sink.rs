@@ -238,7 +238,8 @@ fn demo_stops_cleanly(signal: Signal) {
     let project = Project::new();
     let mut demo = project.start(&["demo"]);
     demo.wait_for("first sample in the sink", Duration::from_secs(90));
-    assert_eq!(common::pids_mentioning(&project.state_dir().join("local-cluster").to_string_lossy()).len(), 2);
+    // The stand-in's background supervisor, node-exporter and the agent.
+    assert_eq!(common::pids_mentioning(&project.state_dir().join("local-cluster").to_string_lossy()).len(), 3);
     let (status, stderr) = demo.signal_and_wait(signal, Duration::from_secs(60));
     assert!(status.success(), "{status}\n{stderr}");
     assert_no_process_mentions(&project.path().to_string_lossy(), Duration::from_secs(5));
@@ -381,4 +382,61 @@ fn a_read_only_victoria_metrics_is_unhealthy_and_names_the_disk() {
     let err = stderr(&output);
     assert!(err.contains("read-only") && err.contains("victoria-metrics"), "{err}");
     assert!(err.contains(&project.data_dir().join("victoria-metrics").display().to_string()), "names the disk: {err}");
+}
+
+/// A stand-in `tailscale` (Tailscale cannot be installed on the test machines) whose `status --json` prints what
+/// Tailscale's `ipnstate.Status` holds (`ipn/ipnstate/ipnstate.go`: `BackendState`, `Self.DNSName` with its trailing
+/// dot, `Self.TailscaleIPs`), here with a second loopback address standing in for the tailnet address.
+fn with_stand_in_tailscale(project: Project, backend_state: &str, address: &str) -> Project {
+    let bin = project.path().join("tailscale-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let status = serde_json::json!({
+        "BackendState": backend_state,
+        "Self": {"HostName": "laptop", "DNSName": "laptop.tail1234.ts.net.", "TailscaleIPs": [address]},
+        "MagicDNSSuffix": "tail1234.ts.net",
+    });
+    let script = bin.join("tailscale");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\n[ \"$1 $2\" = 'status --json' ] || exit 64\ncat <<'JSON'\n{status}\nJSON\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut path = std::ffi::OsString::from(&bin);
+    path.push(":");
+    path.push(common::test_path());
+    project.env("PATH", path.to_str().unwrap())
+}
+
+#[test]
+fn the_tailnet_site_listens_on_the_tailnet_address_only() {
+    let port = free_port();
+    let config = format!("  public_host: https://laptop.tail1234.ts.net:{port}\n");
+    let project = with_stand_in_tailscale(Project::with_config(&config), "Running", "127.0.0.2");
+    project.sink_up();
+    let caddyfile = std::fs::read_to_string(project.state_dir().join("sink/caddy/Caddyfile")).unwrap();
+    assert!(caddyfile.contains("bind 127.0.0.2\n"), "{caddyfile}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.2", port)).is_err() {
+        assert!(Instant::now() < deadline, "the tailnet site does not listen on 127.0.0.2:{port}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the tailnet site listens on 127.0.0.1 too");
+}
+
+#[test]
+fn a_tailnet_name_without_a_running_tailscale_is_refused_before_anything_starts() {
+    let config = "  public_host: laptop.tail1234.ts.net\n";
+    for (project, expected) in [
+        (Project::with_config(config), "`tailscale` is not on PATH"),
+        (with_stand_in_tailscale(Project::with_config(config), "NeedsLogin", "100.101.102.103"), "run `tailscale up`"),
+    ] {
+        let output = project.run(&["sink", "up", "--detach"]);
+        assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+        let err = stderr(&output);
+        assert!(err.contains("sink.public_host") && err.contains(expected), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(!project.state_dir().join("sink/sink.json").exists());
+        assert_no_process_mentions(&project.path().to_string_lossy(), Duration::from_secs(2));
+    }
 }

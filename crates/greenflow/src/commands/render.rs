@@ -13,6 +13,7 @@ pub fn run(settings: &Settings, args: &SinkRenderArgs) -> anyhow::Result<u8> {
     let secrets = RenderSecrets {
         grafana_admin_password_file: args.grafana_admin_password_file.clone(),
         grafana_secret_key_file: args.grafana_secret_key_file.clone(),
+        grafana_datasource_password_file: args.grafana_datasource_password_file.clone(),
     };
     let rendered = render_config(settings, &args.out, &secrets)
         .with_context(|| format!("cannot render the sink's configuration into `{}`", args.out.display()))?;

@@ -34,7 +34,7 @@ use greenflow_sink::{
 };
 use serde::Serialize;
 
-use super::probe::{cpu_seconds, metric_sum};
+use super::probe::{cpu_seconds, machine_busy_seconds, metric_sum};
 use super::target::{SyntheticTargets, get};
 use super::{free_port, median_f64, scratch_settings};
 use crate::cli::BenchIngestArgs;
@@ -81,6 +81,8 @@ struct Cpu {
     caddy: Option<f64>,
     agent: Option<f64>,
     bench: Option<f64>,
+    /// The whole machine.
+    machine: Option<f64>,
 }
 
 /// One reading of both counters.
@@ -146,6 +148,10 @@ struct Round {
     queue: QueueFigures,
     cpu_seconds_per_million_samples: PerProgram,
     cores: PerProgram,
+    /// Cores the whole machine was busy, and the part of it none of the programs above used (other jobs: a
+    /// figure well above 0 means the round shared the machine).
+    machine_busy_cores: Option<f64>,
+    other_busy_cores: Option<f64>,
     /// Kept up, nothing failed, and at least 95 % of the offered rate delivered.
     sustained: bool,
 }
@@ -162,6 +168,8 @@ struct PathSummary {
     lag_max_seconds: f64,
     cpu_seconds_per_million_samples: PerProgram,
     cores: PerProgram,
+    /// The highest share of a round's machine CPU that other jobs took (see [`Round::other_busy_cores`]).
+    other_busy_cores_max: Option<f64>,
 }
 
 /// Everything one bench needs while it runs.
@@ -214,6 +222,7 @@ impl Bench<'_> {
             caddy: self.caddy_pid.and_then(cpu_seconds),
             agent: agent.pid().and_then(cpu_seconds),
             bench: cpu_seconds(std::process::id()),
+            machine: machine_busy_seconds(),
         }
     }
 
@@ -382,6 +391,7 @@ impl Bench<'_> {
             prometheus_agent: spent(start.cpu.agent, end.cpu.agent),
             bench_targets: spent(start.cpu.bench, end.cpu.bench),
         };
+        let machine = spent(start.cpu.machine, end.cpu.machine);
         let scale = |p: &PerProgram, by: f64| PerProgram {
             victoria_metrics: p.victoria_metrics.map(|v| v / by),
             caddy: p.caddy.map(|v| v / by),
@@ -414,11 +424,17 @@ impl Bench<'_> {
             },
             cpu_seconds_per_million_samples: if rows > 0.0 { scale(&used, rows / 1e6) } else { PerProgram::default() },
             cores: scale(&used, seconds),
+            machine_busy_cores: machine.map(|m| m / seconds),
+            other_busy_cores: machine.map(|m| {
+                let ours = [used.victoria_metrics, used.caddy, used.prometheus_agent, used.bench_targets];
+                ((m - ours.iter().flatten().sum::<f64>()) / seconds).max(0.0)
+            }),
             sustained: kept_up && failed == 0.0 && delivered >= SUSTAINED_SHARE,
         };
         eprintln!(
             "round {number} {:<12} {:>6} series/target: {:>9.0} samples/s (Prometheus sent {:>9.0}, offered {:>9.0}); \
-             queue {}, lag max {:.1}s, shards {:.0}; CPU-s per million: VictoriaMetrics {}, Caddy {}, agent {}",
+             queue {}, lag max {:.1}s, shards {:.0}; CPU-s per million: VictoriaMetrics {}, Caddy {}, agent {}; \
+             other jobs {} cores",
             path.key(),
             series,
             round.samples_per_second,
@@ -430,6 +446,7 @@ impl Bench<'_> {
             show(round.cpu_seconds_per_million_samples.victoria_metrics),
             show(round.cpu_seconds_per_million_samples.caddy),
             show(round.cpu_seconds_per_million_samples.prometheus_agent),
+            show(round.other_busy_cores),
         );
         Ok(round)
     }
@@ -461,6 +478,7 @@ fn summary(rounds: &[&Round]) -> PathSummary {
         lag_max_seconds: rounds.iter().map(|r| r.queue.lag_max_seconds).fold(0.0, f64::max),
         cpu_seconds_per_million_samples: per_program(&|r| &r.cpu_seconds_per_million_samples),
         cores: per_program(&|r| &r.cores),
+        other_busy_cores_max: rounds.iter().filter_map(|r| r.other_busy_cores).reduce(f64::max),
     }
 }
 
@@ -761,6 +779,7 @@ fn print_text(report: &serde_json::Value, args: &BenchIngestArgs) {
             3,
         );
     }
+    row("other jobs' CPU, highest round (cores)", f(&d["other_busy_cores_max"]), f(&s["other_busy_cores_max"]), 2);
     println!(
         "  through the sink vs direct: {}x samples/s (median of per-round ratios {}x)",
         num(f(&report["ratios"]["samples_per_second_through_sink_vs_direct"]), 3),
@@ -799,6 +818,8 @@ mod tests {
             },
             cpu_seconds_per_million_samples: PerProgram::default(),
             cores: PerProgram::default(),
+            machine_busy_cores: None,
+            other_busy_cores: None,
             sustained,
         }
     }

@@ -21,6 +21,23 @@ fn parse_stat_cpu(text: &str) -> Option<f64> {
     Some((utime + stime) / USER_HZ)
 }
 
+/// CPU seconds the whole machine has been busy (all CPUs: everything but idle and iowait), from `/proc/stat`.
+pub(super) fn machine_busy_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_machine_busy(text.lines().next()?)
+}
+
+fn parse_machine_busy(line: &str) -> Option<f64> {
+    let mut fields = line.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let ticks: Vec<f64> = fields.take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal
+    let (idle, iowait) = (*ticks.get(3)?, *ticks.get(4)?);
+    Some((ticks.iter().sum::<f64>() - idle - iowait) / USER_HZ)
+}
+
 /// The sum over every label set of metric `name` in exposition text; `None` when it does not appear.
 pub(super) fn metric_sum(text: &str, name: &str) -> Option<f64> {
     let mut sum = None;
@@ -49,6 +66,13 @@ mod tests {
         let line = "4242 (we ird) (x) S 1 4242 4242 0 -1 4194560 123 0 0 0 250 75 0 0 20 0 12 0 1000 0 0";
         assert_eq!(parse_stat_cpu(line), Some(3.25));
         assert_eq!(cpu_seconds(std::process::id()).map(|s| s >= 0.0), Some(true));
+    }
+
+    #[test]
+    fn machine_busy_time_leaves_out_idle_and_iowait() {
+        assert_eq!(parse_machine_busy("cpu  100 5 50 1000 20 3 2 0 0 0"), Some(1.6));
+        assert_eq!(parse_machine_busy("cpu0 100 5 50 1000 20 3 2 0 0 0"), None);
+        assert!(machine_busy_seconds().is_some_and(|s| s > 0.0));
     }
 
     #[test]
