@@ -104,6 +104,9 @@ pub struct RunContext<'a> {
     /// The same address with the writer's credential, the one the cluster holds: the preflight proves it may
     /// remote-write. `None` skips that check.
     pub writer: Option<SinkClient>,
+    /// VictoriaMetrics' own loopback address, when the sink is on this machine: read to explain writes that do not
+    /// land (a full disk turns it read-only). `None`: not explained.
+    pub storage: Option<SinkClient>,
     /// Where records go.
     pub store: RunStore,
     /// Where progress goes.
@@ -213,7 +216,14 @@ pub async fn run<B: ClusterBackend>(
     let id = RunId::new(start);
 
     ctx.reporter.phase(&format!("checking the sink at {}", ctx.sink.base()));
-    probe_sink(&ctx.sink, &id, Duration::from_secs(30)).await?;
+    if let Err(err) = probe_sink(&ctx.sink, &id, Duration::from_secs(30)).await {
+        return Err(match (err, full_disk(ctx.storage.as_ref()).await) {
+            (RunError::Probe { url, detail }, Some(disk)) => {
+                RunError::Probe { url, detail: format!("{detail}: {disk}") }
+            }
+            (err, _) => err,
+        });
+    }
     if let Some(writer) = &ctx.writer {
         probe_writer(writer).await?;
     }
@@ -631,6 +641,7 @@ impl<B: ClusterBackend> ActiveRun<'_, '_, '_, B> {
         };
         let mut last = DrainState::Pending { samples_pending: 0.0, behind_seconds: f64::INFINITY };
         let mut in_at_end: Option<Option<f64>> = None;
+        let mut disk: Option<String> = None;
         loop {
             self.tick().await;
             if self.interrupts() >= 2 {
@@ -667,9 +678,11 @@ impl<B: ClusterBackend> ActiveRun<'_, '_, '_, B> {
                             }
                         }
                         DrainState::Pending { samples_pending, behind_seconds } => {
-                            let sink = match self.ctx.sink.health().await {
-                                Ok(()) => "the sink answers".to_owned(),
-                                Err(e) => format!("the sink does not answer ({})", short(&e.to_string())),
+                            disk = full_disk(self.ctx.storage.as_ref()).await;
+                            let sink = match (&disk, self.ctx.sink.health().await) {
+                                (Some(disk), _) => disk.clone(),
+                                (None, Ok(())) => "the sink answers".to_owned(),
+                                (None, Err(e)) => format!("the sink does not answer ({})", short(&e.to_string())),
                             };
                             let sent = if behind_seconds < 1e6 {
                                 format!("sent up to {behind_seconds:.0}s before the end")
@@ -715,15 +728,36 @@ impl<B: ClusterBackend> ActiveRun<'_, '_, '_, B> {
                     failed,
                     dropped,
                     None,
-                    Some(format!(
-                        "samples still queued after {}s (run.drain_timeout)",
-                        self.request.drain_timeout.as_secs()
-                    )),
+                    Some(match &disk {
+                        Some(disk) => format!(
+                            "samples still queued after {}s (run.drain_timeout): {disk}, then `greenflow runs \
+                             recover {}`",
+                            self.request.drain_timeout.as_secs(),
+                            self.record.id
+                        ),
+                        None => format!(
+                            "samples still queued after {}s (run.drain_timeout)",
+                            self.request.drain_timeout.as_secs()
+                        ),
+                    }),
                 );
             }
             self.pause(Duration::from_secs(1), 2).await;
         }
     }
+}
+
+/// Why VictoriaMetrics refuses writes, when it does because its disk is full (it turns read-only when the free space
+/// falls below `-storage.minFreeDiskSpaceBytes`, and answers every write with 503 until space is freed).
+async fn full_disk(storage: Option<&SinkClient>) -> Option<String> {
+    let paths = bounded(storage?.read_only_paths()).await.ok()?.ok()?;
+    (!paths.is_empty()).then(|| {
+        format!(
+            "VictoriaMetrics is read-only: the disk under `{}` is full (below -storage.minFreeDiskSpaceBytes); free \
+             space there",
+            paths.join("`, `")
+        )
+    })
 }
 
 /// Bounds a call to the sink inside a polling loop, so a hanging sink cannot stall lock renewal or Ctrl-C.

@@ -27,6 +27,10 @@ struct Vm {
 
 impl Vm {
     async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    async fn start_with(extra: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new("victoria-metrics")
@@ -35,6 +39,7 @@ impl Vm {
             .arg("-retentionPeriod=100y")
             // As greenflow's sink runs it (sink.victoria_metrics.search_latency_offset); the default hides 30 s.
             .arg("-search.latencyOffset=1s")
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -86,6 +91,8 @@ enum Generation {
 struct Queue {
     sent_ms: AtomicU64,
     failed: AtomicU64,
+    /// Nothing more gets through (the sink refuses every write): the queue stops advancing.
+    stalled: std::sync::atomic::AtomicBool,
 }
 
 fn metrics_text(queue: &Queue, generation: Generation) -> String {
@@ -110,7 +117,7 @@ fn simulate_prometheus(fake: FakeApiServer, sink: SinkClient, queue: Arc<Queue>,
         let mut failed_once = false;
         loop {
             let prometheus = fake.prometheus().unwrap_or_default();
-            if prometheus["spec"]["replicas"] == 1 {
+            if prometheus["spec"]["replicas"] == 1 && !queue.stalled.load(Ordering::SeqCst) {
                 let mut metric: BTreeMap<String, String> = prometheus["spec"]["externalLabels"]
                     .as_object()
                     .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
@@ -164,11 +171,16 @@ impl Setup {
     }
 
     async fn run(&self, request: &RunRequest) -> Result<RunRecord, RunError> {
+        self.run_with_storage(request, None).await
+    }
+
+    async fn run_with_storage(&self, request: &RunRequest, storage: Option<&Vm>) -> Result<RunRecord, RunError> {
         let mut backend = KubeBackend::new(self.fake.cluster());
         let (_tx, interrupts) = Interrupts::manual();
         let mut ctx = RunContext {
             sink: SinkClient::new(self.vm.base.clone(), None),
             writer: Some(SinkClient::new(self.vm.base.clone(), None)),
+            storage: storage.map(|vm| SinkClient::new(vm.base.clone(), None)),
             store: RunStore::new(self.runs.path()),
             reporter: &self.lines,
             interrupts,
@@ -329,6 +341,7 @@ async fn recover_drains_and_scales_down_a_run_left_running() {
     let mut ctx = RunContext {
         sink: SinkClient::new(setup.vm.base.clone(), None),
         writer: None,
+        storage: None,
         store: RunStore::new(setup.runs.path()),
         reporter: &setup.lines,
         interrupts,
@@ -340,4 +353,34 @@ async fn recover_drains_and_scales_down_a_run_left_running() {
     prometheus_is_scaled_down(&setup.fake);
     assert!(setup.fake.lease().is_none());
     let _ = setup.queue.sent_ms.load(Ordering::SeqCst);
+}
+
+#[tokio::test]
+async fn a_drain_stuck_on_a_full_disk_names_the_disk() {
+    let setup = Setup::new(FakeApiServer::new("monitoring", "greenflow"), Generation::PerQueue, 0).await;
+    // VictoriaMetrics with a free-space floor above any disk is read-only from the start, as on a full disk: it
+    // publishes vm_storage_is_read_only 1 for its data path.
+    let full = Vm::start_with(&["-storage.minFreeDiskSpaceBytes=1000000000000000"]).await;
+    let stall = {
+        let queue = Arc::clone(&setup.queue);
+        tokio::spawn(async move {
+            // Past the first sample, writes stop getting through.
+            while queue.sent_ms.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            queue.stalled.store(true, Ordering::SeqCst);
+        })
+    };
+    let mut req = request(Workload::For(Duration::from_secs(2)));
+    req.drain_timeout = Duration::from_secs(3);
+    let record = setup.run_with_storage(&req, Some(&full)).await.unwrap();
+    stall.await.unwrap();
+    assert_eq!(record.status, RunStatus::NotDrained, "{record:?}");
+    let detail = record.drain.as_ref().and_then(|d| d.detail.clone()).unwrap_or_default();
+    assert!(detail.contains("VictoriaMetrics is read-only: the disk under `"), "{detail}");
+    assert!(detail.contains(&format!("greenflow runs recover {}", record.id)), "{detail}");
+    let lines = setup.lines.0.lock().unwrap().join("\n");
+    assert!(lines.contains("VictoriaMetrics is read-only"), "the wait said why:\n{lines}");
+    assert!(record.cluster_left_running, "Prometheus keeps its queue for recover");
 }

@@ -139,6 +139,11 @@ async fn on_terminal(
     let mut ctx = RunContext {
         sink: sink.owner,
         writer: Some(sink.writer),
+        // The sink is on this machine: its VictoriaMetrics can say why writes do not land.
+        storage: Some(SinkClient::new(
+            format!("http://127.0.0.1:{}", settings.config.sink.victoria_metrics.port),
+            None,
+        )),
         store: RunStore::new(settings.paths.runs_dir()),
         reporter: &reporter,
         interrupts: Interrupts::new(stop.receiver()),

@@ -383,6 +383,7 @@ async fn measured_run(
         sink: client.clone(),
         // The agent writes as `client` does; the writer's own check belongs to real runs.
         writer: None,
+        storage: None,
         store: RunStore::new(settings.paths.runs_dir()),
         reporter: &recorder,
         interrupts,
