@@ -28,7 +28,20 @@ fn values(yaml: &str) -> Value {
 
 const FULL: &str = "sink:\n  public_host: laptop.tail1234.ts.net\ncluster:\n  deployment: g5k-nancy\n  \
                     node_selector:\n    kubernetes.io/hostname: node-1\n  scaphandre: true\n  tls_server_name: \
-                    laptop.tail1234.ts.net\n";
+                    laptop.tail1234.ts.net\n  storage:\n    size: 20Gi\n    class: local-path\n";
+
+#[test]
+fn the_queue_survives_the_pod_only_with_cluster_storage() {
+    let with = values(FULL);
+    let spec = &with["prometheus"]["prometheusSpec"];
+    let claim = &spec["storageSpec"]["volumeClaimTemplate"]["spec"];
+    assert_eq!(claim["resources"]["requests"]["storage"].as_str(), Some("20Gi"));
+    assert_eq!(claim["storageClassName"].as_str(), Some("local-path"));
+    // The kubelet must not SIGKILL Prometheus before its flush deadline (600 s) has passed.
+    assert!(spec["terminationGracePeriodSeconds"].as_u64().unwrap() > 600, "{spec:?}");
+    let without = values("sink:\n  public_host: laptop.tail1234.ts.net\n");
+    assert!(without["prometheus"]["prometheusSpec"].get("storageSpec").is_none());
+}
 
 #[test]
 fn values_snapshot() {
@@ -170,6 +183,9 @@ fn prometheus_spec_is_allowed_by_the_crd() {
     for key in CHART_ONLY {
         spec.as_mapping_mut().unwrap().remove(key).expect("chart-only key present");
     }
+    // The chart passes its `storageSpec` on as the resource's `storage` (templates/prometheus/prometheus.yaml).
+    let storage = spec.as_mapping_mut().unwrap().remove("storageSpec").expect("FULL sets cluster.storage");
+    spec.as_mapping_mut().unwrap().insert("storage".into(), storage);
     validate(&spec, spec_schema, "prometheusSpec");
 }
 

@@ -16,7 +16,7 @@ mod suggest;
 pub use env::{Env, SecretVar, utf8_vars};
 pub use error::ConfigError;
 pub use model::{
-    CaddyConfig, ClusterConfig, Config, GrafanaConfig, LocalClusterConfig, PathsConfig, PublicAddress,
+    CaddyConfig, ClusterConfig, ClusterStorage, Config, GrafanaConfig, LocalClusterConfig, PathsConfig, PublicAddress,
     RemoteWriteConfig, Retention, RunConfig, SinkConfig, VictoriaMetricsConfig,
 };
 pub use paths::Paths;

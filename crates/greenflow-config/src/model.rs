@@ -456,6 +456,53 @@ pub struct ClusterConfig {
     pub helm_binary: Option<PathBuf>,
     /// Name of the `coordination.k8s.io` Lease that is the experiment lock (one run at a time per cluster).
     pub lease_name: String,
+    /// A persistent volume for Prometheus' data, so that its write-ahead log (which holds the remote-write queue)
+    /// survives a restart of the pod. None: an emptyDir, which dies with the pod.
+    pub storage: Option<ClusterStorage>,
+}
+
+/// Prometheus' persistent volume in the cluster (`cluster.storage`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterStorage {
+    /// The volume's size, a Kubernetes quantity such as `10Gi`.
+    pub size: String,
+    /// The StorageClass; none: the cluster's default class.
+    #[serde(default)]
+    pub class: Option<String>,
+}
+
+impl ClusterStorage {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let digits = self.size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let unit = &self.size[digits.len()..];
+        let ok = !digits.is_empty()
+            && digits.chars().all(|c| c.is_ascii_digit())
+            && digits.parse::<u64>().is_ok_and(|n| n > 0)
+            && ["", "k", "M", "G", "T", "P", "Ki", "Mi", "Gi", "Ti", "Pi"].contains(&unit);
+        if !ok {
+            return Err(ConfigError::value(
+                "cluster.storage.size",
+                &self.size,
+                "give a Kubernetes quantity such as 10Gi (a whole number and Ki, Mi, Gi, Ti, or k, M, G, T)",
+            ));
+        }
+        if let Some(class) = &self.class {
+            let ok = !class.is_empty()
+                && class.len() <= 253
+                && class.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+                && !class.starts_with(['-', '.'])
+                && !class.ends_with(['-', '.']);
+            if !ok {
+                return Err(ConfigError::value(
+                    "cluster.storage.class",
+                    class,
+                    "a StorageClass name is lower-case letters, digits, '-' and '.', e.g. local-path",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for ClusterConfig {
@@ -474,6 +521,7 @@ impl Default for ClusterConfig {
             context: None,
             helm_binary: None,
             lease_name: "greenflow-experiment".into(),
+            storage: None,
         }
     }
 }
@@ -509,6 +557,9 @@ impl ClusterConfig {
             ));
         }
         validate_plain_text("cluster.deployment", &self.deployment)?;
+        if let Some(storage) = &self.storage {
+            storage.validate()?;
+        }
         if let Some(context) = &self.context {
             validate_plain_text("cluster.context", context)?;
         }

@@ -39,6 +39,10 @@ pub struct HelmValuesInput {
     pub queue: QueueConfig,
     /// Whether to add a ServiceMonitor for Scaphandre.
     pub scaphandre: bool,
+    /// How long the pod may take to stop after SIGTERM (above the flush deadline, so the flush can finish).
+    pub termination_grace_period: Duration,
+    /// A persistent volume for Prometheus' data: size and StorageClass (none: the default class).
+    pub storage: Option<(String, Option<String>)>,
 }
 
 #[derive(Template)]
@@ -51,6 +55,8 @@ struct ValuesTemplate<'a> {
     remote_write: &'a [HelmRemoteWrite],
     queue: QueueView,
     scaphandre: bool,
+    termination_grace_seconds: u64,
+    storage: Option<(String, Option<String>)>,
 }
 
 /// Renders the values, parses them back, and deep-merges `extra` (a YAML mapping, or null) over them.
@@ -75,6 +81,8 @@ pub fn render_helm_values(input: &HelmValuesInput, extra: &serde_yaml::Value) ->
         remote_write: &input.remote_write,
         queue: QueueView::from(&input.queue),
         scaphandre: input.scaphandre,
+        termination_grace_seconds: input.termination_grace_period.as_secs(),
+        storage: input.storage.clone(),
     }
     .render()
     .map_err(RenderError::template("helm/kube-prometheus-stack-values.yaml"))?;
