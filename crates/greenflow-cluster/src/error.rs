@@ -81,6 +81,12 @@ pub enum ClusterError {
         /// The new holder.
         holder: String,
     },
+    /// A Prometheus pod is still there (running or terminating) when none may be.
+    #[error("{detail}")]
+    PodsRemain {
+        /// Which pods, in what state, and what to do.
+        detail: String,
+    },
     /// Prometheus did not become ready in time.
     #[error("Prometheus did not become ready within {}s: {detail}", timeout.as_secs())]
     NotReady {

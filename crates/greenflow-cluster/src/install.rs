@@ -269,6 +269,9 @@ impl KubeCluster {
         let helm = plan.helm.clone();
         let helm_version = blocking(move || helm.version()).await?;
         let kubernetes_version = self.kubernetes_version().await?;
+        // An upgrade during a run would fight it: the chart's `replicas: 0` against the run's patch (a conflict with
+        // Helm 4's server-side apply, a scale-down mid-run with Helm 3's three-way merge).
+        self.refuse_while_locked().await?;
         let namespace = self.ensure_namespace().await?;
         let secret = self.apply_remote_write_secret(&plan.username, password).await?;
         let mut values_file = tempfile::Builder::new()
@@ -285,21 +288,24 @@ impl KubeCluster {
         Ok(InstallReport { namespace, secret, helm_version, kubernetes_version, helm_output })
     }
 
-    /// Removes greenflow's release (helm uninstall), the remote-write Secret and the Lease; keeps the namespace.
-    /// Refuses while a run holds the experiment lock.
-    pub async fn uninstall(&self, plan: &InstallPlan) -> Result<UninstallReport, ClusterError> {
-        self.kubernetes_version().await?;
-        if let Some(lease) = self.lease_info().await?
-            && !lease.holder.is_empty()
-            && !lease.expired
-        {
-            return Err(ClusterError::LockHeld {
+    /// [`ClusterError::LockHeld`] while a run holds the experiment lock.
+    async fn refuse_while_locked(&self) -> Result<(), ClusterError> {
+        match self.lease_info().await? {
+            Some(lease) if !lease.holder.is_empty() && !lease.expired => Err(ClusterError::LockHeld {
                 lease: format!("{}/{}", self.names.namespace, self.names.lease_name),
                 holder: lease.holder,
                 since: lease.since.unwrap_or_default(),
                 expires: lease.expires.unwrap_or_default(),
-            });
+            }),
+            _ => Ok(()),
         }
+    }
+
+    /// Removes greenflow's release (helm uninstall), the remote-write Secret and the Lease; keeps the namespace.
+    /// Refuses while a run holds the experiment lock.
+    pub async fn uninstall(&self, plan: &InstallPlan) -> Result<UninstallReport, ClusterError> {
+        self.kubernetes_version().await?;
+        self.refuse_while_locked().await?;
         let args = plan.uninstall_args();
         let helm = plan.helm.clone();
         let helm_output = blocking(move || helm.run(&args)).await?;

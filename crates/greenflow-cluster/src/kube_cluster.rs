@@ -48,6 +48,9 @@ pub struct KubeCluster {
     pub(crate) lease_duration: Duration,
     /// The Prometheus resource's name once found (it is also the name of its Service).
     pub(crate) prometheus_name: Mutex<Option<String>>,
+    /// The other holder's Lease record as this process last saw it, and when it first saw it unchanged: expiry is
+    /// judged on this machine's clock only (client-go's leader election does the same).
+    pub(crate) observed_lease: Mutex<Option<(String, std::time::Instant)>>,
 }
 
 impl std::fmt::Debug for KubeCluster {
@@ -70,6 +73,7 @@ impl KubeCluster {
             poll_interval: Duration::from_secs(2),
             lease_duration: DEFAULT_LEASE_DURATION,
             prometheus_name: Mutex::new(None),
+            observed_lease: Mutex::new(None),
         }
     }
 
@@ -128,7 +132,7 @@ impl KubeCluster {
 pub async fn connect(settings: &Settings) -> Result<KubeCluster, ClusterError> {
     let cluster = &settings.config.cluster;
     let context = cluster.context.clone();
-    let config = match &context {
+    let mut config = match &context {
         Some(name) => {
             let options = KubeConfigOptions { context: Some(name.clone()), ..Default::default() };
             kube::Config::from_kubeconfig(&options).await.map_err(|e| kubeconfig_error(&context, e))?
@@ -136,6 +140,10 @@ pub async fn connect(settings: &Settings) -> Result<KubeCluster, ClusterError> {
         None => kube::Config::infer().await.map_err(|e| kubeconfig_error(&context, e))?,
     };
     let server = config.cluster_url.to_string();
+    // Every call has a bound: kube's client waits 295 s for an answer by default.
+    config.connect_timeout = Some(Duration::from_secs(10));
+    config.read_timeout = Some(Duration::from_secs(30));
+    config.write_timeout = Some(Duration::from_secs(30));
     let client =
         Client::try_from(config).map_err(|source| ClusterError::Unreachable { server: server.clone(), source })?;
     Ok(KubeCluster::new(client, ClusterNames::from_config(cluster), server).with_context(context))

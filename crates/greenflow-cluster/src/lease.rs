@@ -1,8 +1,15 @@
 //! The experiment lock: a `coordination.k8s.io/v1` Lease. One run at a time per cluster; a holder that stops
 //! renewing loses it after `leaseDurationSeconds`, and a take-over is a replace at the resourceVersion that was read,
 //! so of two runs taking over at once only one wins.
+//!
+//! Expiry follows client-go's leader election (`tools/leaderelection/leaderelection.go`, `tryAcquireOrRenew`): the
+//! record's `renewTime` is the holder's clock and is never compared with ours. A record counts as expired only once
+//! this process has seen it unchanged for its `leaseDurationSeconds` by its own clock (`observedTime`), so a first
+//! look at another holder's Lease always finds it held, and taking over a dead holder's lock takes one lease
+//! duration of watching ([`KubeCluster::acquire_lease_waiting`]).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -106,8 +113,64 @@ impl KubeCluster {
         Ok(self.get_lease().await?.map(|lease| info_of(&lease.spec.unwrap_or_default(), now())))
     }
 
+    /// Whether another holder's Lease record has lapsed by this process' own observation: unchanged (holder,
+    /// renewal, resourceVersion) for its `leaseDurationSeconds` since this process first saw it.
+    fn observed_expired(&self, lease: &Lease, spec: &LeaseSpec) -> bool {
+        let key = format!(
+            "{}|{:?}|{}",
+            holder_of(spec),
+            spec.renew_time.as_ref().map(|t| t.0.as_microsecond()),
+            lease.metadata.resource_version.as_deref().unwrap_or("")
+        );
+        let seconds = u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0);
+        let mut observed = self.observed_lease.lock().unwrap_or_else(|e| e.into_inner());
+        match observed.as_ref() {
+            Some((seen, at)) if *seen == key => at.elapsed() >= Duration::from_secs(seconds),
+            _ => {
+                *observed = Some((key, Instant::now()));
+                false
+            }
+        }
+    }
+
+    /// Like [`KubeCluster::acquire_lease`], but a Lease held by a holder that does not renew it is watched until it
+    /// lapses by this machine's clock (at most its `leaseDurationSeconds` and a poll), then taken over; one that is
+    /// renewed meanwhile is held. `progress` hears what is waited for.
+    pub async fn acquire_lease_waiting(
+        &self,
+        holder: &str,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<(), ClusterError> {
+        let mut first_seen: Option<String> = None;
+        loop {
+            match self.acquire_lease(holder).await {
+                Err(ClusterError::LockHeld { lease, holder: other, since, expires }) => {
+                    let current = self.observed_lease.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    let key = current.map(|(key, _)| key).unwrap_or_default();
+                    match &first_seen {
+                        None => first_seen = Some(key),
+                        // Renewed (or changed hands) while watched: its holder lives.
+                        Some(seen) if *seen != key => {
+                            return Err(ClusterError::LockHeld { lease, holder: other, since, expires });
+                        }
+                        Some(_) => {}
+                    }
+                    let seconds = self.get_lease().await?.and_then(|l| l.spec).and_then(|s| s.lease_duration_seconds);
+                    progress(&format!(
+                        "the experiment lock is held by {other}; taking it over if it is not renewed within {}s \
+                         (only time this machine observes counts)",
+                        seconds.unwrap_or(0)
+                    ));
+                    tokio::time::sleep(self.poll_interval).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Takes the experiment lock for `holder`: creates the Lease when there is none; takes it over when it is
-    /// released, expired or already `holder`'s; else fails with [`ClusterError::LockHeld`].
+    /// released, already `holder`'s, or lapsed by this process' own observation (see the module documentation);
+    /// else fails with [`ClusterError::LockHeld`].
     pub async fn acquire_lease(&self, holder: &str) -> Result<(), ClusterError> {
         // Two attempts: a lost race (create or replace conflict) is re-read once and reported as held.
         for attempt in 0..2 {
@@ -144,7 +207,7 @@ impl KubeCluster {
             };
             let mut spec = lease.spec.clone().unwrap_or_default();
             let current = holder_of(&spec).to_owned();
-            let free = current.is_empty() || info_of(&spec, at).expired;
+            let free = current.is_empty() || (current != holder && self.observed_expired(&lease, &spec));
             if current != holder && !free {
                 return Err(self.lock_held(&spec));
             }

@@ -15,6 +15,7 @@ mod install;
 mod kube_cluster;
 mod lease;
 mod prometheus;
+pub mod rbac;
 mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -23,7 +24,9 @@ pub use error::ClusterError;
 pub use install::{Change, Helm, InstallPlan, InstallReport, UninstallReport};
 pub use kube_cluster::{ClusterNames, KubeCluster, connect};
 pub use lease::LeaseInfo;
-pub use prometheus::{Condition, PROMETHEUS_APP_LABEL, PROMETHEUS_PORT_NAME, PrometheusInfo};
+pub use prometheus::{
+    Condition, PROMETHEUS_APP_LABEL, PROMETHEUS_POD_PORT, PROMETHEUS_PORT_NAME, PrometheusInfo, PrometheusPod,
+};
 pub use status::{ClusterStatus, ReleaseInfo, one_line};
 
 use std::time::Duration;
@@ -41,6 +44,10 @@ pub const DEPLOYMENT_LABEL: &str = "greenflow_deployment";
 /// Prometheus' `--storage.remote.flush-deadline` in the cluster: a last resort at scale-down (greenflow drains the
 /// queue before it scales down), long enough to send a backlog over a slow link.
 pub const CLUSTER_FLUSH_DEADLINE: Duration = Duration::from_secs(600);
+
+/// The Prometheus pod's termination grace period: the flush deadline and a minute more, so that the kubelet's
+/// SIGKILL never cuts a flush short.
+pub const CLUSTER_TERMINATION_GRACE: Duration = Duration::from_secs(660);
 
 /// The kube-prometheus-stack values for these settings.
 pub fn helm_values(settings: &Settings) -> Result<String, ClusterError> {
@@ -60,6 +67,8 @@ pub fn helm_values(settings: &Settings) -> Result<String, ClusterError> {
         }],
         queue: QueueConfig::from(rw),
         scaphandre: cluster.scaphandre,
+        termination_grace_period: CLUSTER_TERMINATION_GRACE,
+        storage: cluster.storage.as_ref().map(|s| (s.size.clone(), s.class.clone())),
     };
     Ok(render_helm_values(&input, &cluster.extra_values)?)
 }

@@ -1,10 +1,12 @@
 //! The chart's Prometheus resource (`monitoring.coreos.com/v1` `Prometheus`): finding it, scaling it with a JSON
 //! merge patch of `spec.replicas` and `spec.externalLabels` (never the /scale subresource, which maps to
-//! `spec.shards`), waiting for it at the patched generation, and reading its `/metrics` through the service proxy.
+//! `spec.shards`), waiting for it at the patched generation and for its pods to come and go, and reading its
+//! `/metrics` through the API server's pod proxy.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 
 /// The field manager of greenflow's writes, so that `kubectl get --show-managed-fields` and server-side apply
@@ -22,6 +24,52 @@ pub const PROMETHEUS_APP_LABEL: &str = "kube-prometheus-stack-prometheus";
 
 /// The port name of the chart's Prometheus Service (port 9090).
 pub const PROMETHEUS_PORT_NAME: &str = "http-web";
+
+/// The port Prometheus listens on in its pod (the operator's `web` container port).
+pub const PROMETHEUS_POD_PORT: u16 = 9090;
+
+/// How long one read of Prometheus' `/metrics` through the API server may take: the API server treats proxy
+/// requests as long-running and kube's client has no read timeout of its own.
+const METRICS_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One pod of the Prometheus resource (the operator's StatefulSet `prometheus-<name>`: pod `prometheus-<name>-0`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrometheusPod {
+    /// The pod's name.
+    pub name: String,
+    /// `status.phase` (`Pending`, `Running`, ...).
+    pub phase: String,
+    /// Its `Ready` condition is `True`.
+    pub ready: bool,
+    /// It has a `deletionTimestamp`: it is stopping (and may still answer, and count as ready, for a while).
+    pub terminating: bool,
+}
+
+impl PrometheusPod {
+    fn from_pod(pod: &Pod) -> Self {
+        let status = pod.status.as_ref();
+        Self {
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            phase: status.and_then(|s| s.phase.clone()).unwrap_or_else(|| "Unknown".into()),
+            ready: status
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True"),
+            terminating: pod.metadata.deletion_timestamp.is_some(),
+        }
+    }
+
+    /// `prometheus-x-0 (Running, ready, terminating)`.
+    pub fn describe(&self) -> String {
+        let mut state = vec![self.phase.clone()];
+        state.push(if self.ready { "ready".into() } else { "not ready".into() });
+        if self.terminating {
+            state.push("terminating".into());
+        }
+        format!("{} ({})", self.name, state.join(", "))
+    }
+}
 
 /// One status condition of the Prometheus resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -235,29 +283,86 @@ impl KubeCluster {
         }
     }
 
-    /// The API server path of Prometheus' `/metrics` through the service proxy.
-    pub async fn metrics_path(&self) -> Result<String, ClusterError> {
+    /// The pods of the Prometheus resource, running or terminating (labels the operator sets on them:
+    /// `app.kubernetes.io/name=prometheus`, `operator.prometheus.io/name=<resource>`).
+    pub async fn prometheus_pods(&self) -> Result<Vec<PrometheusPod>, ClusterError> {
         let name = self.prometheus_name().await?;
-        Ok(format!(
-            "/api/v1/namespaces/{}/services/http:{name}:{PROMETHEUS_PORT_NAME}/proxy/metrics",
-            self.names.namespace
-        ))
+        let selector = format!("app.kubernetes.io/name=prometheus,operator.prometheus.io/name={name}");
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.names.namespace);
+        let list = pods.list(&ListParams::default().labels(&selector)).await.map_err(|source| {
+            ClusterError::api(format!("list the pods of Prometheus {}/{name}", self.names.namespace), source)
+        })?;
+        let mut pods: Vec<PrometheusPod> = list.items.iter().map(PrometheusPod::from_pod).collect();
+        pods.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(pods)
     }
 
-    /// Prometheus' own `/metrics` text, through the API server's service proxy (no port-forward, works for an
-    /// agent too).
+    /// Waits until the Prometheus resource has no pod left (a scaled-down pod terminates for a while: it flushes
+    /// its queue and stops), polling, at most `timeout`. [`ClusterError::PodsRemain`] on timeout, naming them.
+    pub async fn wait_pods_gone(
+        &self,
+        timeout: Duration,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<(), ClusterError> {
+        let start = Instant::now();
+        loop {
+            let pods = self.prometheus_pods().await?;
+            if pods.is_empty() {
+                return Ok(());
+            }
+            let listed = pods.iter().map(PrometheusPod::describe).collect::<Vec<_>>().join(", ");
+            progress(&format!("waiting for Prometheus' pod to be gone: {listed}"));
+            let elapsed = start.elapsed();
+            if elapsed >= timeout {
+                return Err(ClusterError::PodsRemain {
+                    detail: format!("Prometheus' pod is still there after {}s: {listed}", timeout.as_secs()),
+                });
+            }
+            tokio::time::sleep(self.poll_interval.min(timeout - elapsed)).await;
+        }
+    }
+
+    /// The API server path of `pod`'s `/metrics` through the pod proxy.
+    pub fn metrics_path(&self, pod: &str) -> String {
+        format!("/api/v1/namespaces/{}/pods/{pod}:{PROMETHEUS_POD_PORT}/proxy/metrics", self.names.namespace)
+    }
+
+    /// Prometheus' own `/metrics` text, through the API server's pod proxy to the resource's pod (no
+    /// port-forward, works for an agent too). The pod proxy reaches the pod itself, ready or not, terminating or
+    /// not, where the service proxy would pick any ready endpoint (none while the pod stops, a random one with
+    /// several). Bounded by [`METRICS_TIMEOUT`].
     pub async fn prometheus_metrics(&self) -> Result<String, ClusterError> {
-        let path = self.metrics_path().await?;
+        let pods = self.prometheus_pods().await?;
+        let pod = match pods.as_slice() {
+            [] => return Err(ClusterError::PodsRemain { detail: "no Prometheus pod is running".into() }),
+            [pod] => pod,
+            several => {
+                return Err(ClusterError::PodsRemain {
+                    detail: format!(
+                        "Prometheus has {} pods ({}): greenflow drains one replica of one shard; set \
+                         prometheus.prometheusSpec.shards to 1 in cluster.extra_values",
+                        several.len(),
+                        several.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+        };
+        let path = self.metrics_path(&pod.name);
         let request = http::Request::get(&path).body(Vec::new()).map_err(|e| ClusterError::Io {
             action: format!("build the request for {path}"),
             source: std::io::Error::other(e),
         })?;
-        self.client.request_text(request).await.map_err(|source| {
-            ClusterError::api(
-                format!("read Prometheus' /metrics through the API server's service proxy ({path}); is it running?"),
-                source,
-            )
-        })
+        let context = || format!("read Prometheus' /metrics through the API server's pod proxy ({path})");
+        match tokio::time::timeout(METRICS_TIMEOUT, self.client.request_text(request)).await {
+            Ok(result) => result.map_err(|source| ClusterError::api(format!("{}; is it running?", context()), source)),
+            Err(_) => Err(ClusterError::Io {
+                action: context(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {}s", METRICS_TIMEOUT.as_secs()),
+                ),
+            }),
+        }
     }
 }
 

@@ -4,9 +4,39 @@
 //! It follows kube-rs's mock pattern — a `tower_test::mock::pair` behind a real [`kube::Client`] — but instead of a
 //! script of expected calls it keeps objects and answers like an API server: plain REST on any collection (create,
 //! get, list with equality label selectors, replace with resourceVersion checks, JSON merge patch, delete with
-//! preconditions), `/version`, and the service proxy's `/metrics`. A simulated operator reconciles the Prometheus
-//! resource after a patch, one read late, so a stale `Available` condition is seen first. Every request is recorded
-//! for assertions.
+//! preconditions), `/version`, and the pod and service proxies' `/metrics`. Every request is recorded for
+//! assertions.
+//!
+//! # The cluster's moving parts, rule by rule
+//!
+//! Each rule copies one upstream behaviour, including the awkward ones; [`Timing`] sets how long each step takes.
+//!
+//! 1. **Names** (kube-prometheus-stack `templates/_helpers.tpl`, `kube-prometheus-stack.fullname`): the release
+//!    name, or `<release>-kube-prometheus-stack` cut to 26 characters with a trailing `-` trimmed; the Prometheus
+//!    resource is `<fullname>-prometheus` ([`prometheus_name`]). The operator's StatefulSet is
+//!    `prometheus-<resource>` and its pod `prometheus-<resource>-0` (prometheus-operator `pkg/prometheus/common.go`,
+//!    `prometheusNameByShard`), labelled `app.kubernetes.io/name=prometheus`, `operator.prometheus.io/name`,
+//!    `operator.prometheus.io/shard=0`, `prometheus` (`pkg/prometheus/server/operator.go`, `makeSelectorLabels`).
+//! 2. **Scale-up takes time** (kubelet: schedule, pull, start; the operator's readiness probe on `/-/ready`,
+//!    `pkg/prometheus/promcfg.go`, `BuildProbes`): a patch to `replicas: 1` creates the pod at once, `Running` but
+//!    not ready; it turns ready [`Timing::pod_ready_after`] later. A pod of the same name that is still terminating
+//!    must be gone first (the StatefulSet controller reuses the ordinal name).
+//! 3. **Scale-down is not instant** (kubelet termination: SIGTERM, then the grace period; Prometheus flushes and
+//!    stops; readiness fails after 3 probes 5 s apart): the pod gets a `deletionTimestamp` at once, stays `Ready`
+//!    for [`Timing::pod_unready_after`] and exists until [`Timing::pod_gone_after`].
+//! 4. **The operator's status counts terminating pods** (`pkg/prometheus/operator.go`, `StatusReporter.Process`;
+//!    `pkg/operator/statefulset_reporter.go`, `ReadyPods`: `Running` and `PodReady`, terminating included):
+//!    `availableReplicas` is the number of such pods; `Available` is `True` when they are at least `spec.replicas`
+//!    (so at once for `replicas: 0`, and for `replicas: 1` while the previous run's pod is dying); both conditions
+//!    carry the generation the operator's cache holds, which lags a patch by [`FakeApiServer::with_stale_reads`]
+//!    reads.
+//! 5. **A label change is a config reload, not a new pod** (the operator's input hash is an annotation on the
+//!    StatefulSet, not on the pod template: `pkg/operator/factory.go`, `WithInputHashAnnotation`; the
+//!    config-reloader sidecar reloads the mounted config): the running Prometheus uses a change of
+//!    `spec.externalLabels` only [`Timing::reload_after`] after the patch ([`FakeApiServer::running_labels`]).
+//! 6. **The service proxy uses ready endpoints only** (the endpoints controller leaves out terminating and unready
+//!    pods): 503 "no endpoints available" otherwise. **The pod proxy reaches the pod itself** while its container
+//!    runs, ready or not, terminating or not.
 //!
 //! ```no_run
 //! # async fn doc() {
@@ -23,7 +53,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
 use kube::client::Body;
@@ -32,7 +62,41 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::kube_cluster::{ClusterNames, KubeCluster};
-use crate::prometheus::{PROMETHEUS_APP_LABEL, PROMETHEUS_PORT_NAME};
+use crate::prometheus::{PROMETHEUS_APP_LABEL, PROMETHEUS_POD_PORT, PROMETHEUS_PORT_NAME};
+
+/// How long the fake cluster's moving parts take (rules 2, 3 and 5 of the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// From the patch to `replicas: 1` (or from the previous pod's end) to the new pod's `Ready`.
+    pub pod_ready_after: Duration,
+    /// From the patch to `replicas: 0` to the terminating pod's readiness failing.
+    pub pod_unready_after: Duration,
+    /// From the patch to `replicas: 0` to the pod being gone.
+    pub pod_gone_after: Duration,
+    /// From a patch of `spec.externalLabels` to the running Prometheus using them.
+    pub reload_after: Duration,
+}
+
+impl Default for Timing {
+    /// Short, for fast tests: ready 50 ms after scale-up, unready 50 ms and gone 150 ms after scale-down, labels
+    /// reloaded 20 ms after the patch.
+    fn default() -> Self {
+        Self {
+            pod_ready_after: Duration::from_millis(50),
+            pod_unready_after: Duration::from_millis(50),
+            pod_gone_after: Duration::from_millis(150),
+            reload_after: Duration::from_millis(20),
+        }
+    }
+}
+
+/// The Prometheus pod's life (rules 2 and 3).
+#[derive(Debug, Clone, Copy)]
+struct PodLife {
+    created: Instant,
+    ready_at: Instant,
+    deleted: Option<Instant>,
+}
 
 /// How the simulated Prometheus operator treats the Prometheus resource after a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +152,13 @@ struct State {
     next_version: u64,
     steal_lease_for: Option<String>,
     kubernetes_version: String,
+    timing: Timing,
+    /// The pod of the Prometheus resource, while it exists.
+    pod: Option<PodLife>,
+    /// A scale-up waiting for a terminating pod of the same name to be gone.
+    pod_wanted: bool,
+    /// `spec.externalLabels` after each change, with when it was made (rule 5).
+    label_history: Vec<(Instant, BTreeMap<String, String>)>,
 }
 
 /// The fake API server. Cheap to clone (shared state); build it, then take [`FakeApiServer::client`] or
@@ -103,9 +174,20 @@ impl std::fmt::Debug for FakeApiServer {
     }
 }
 
-/// The name the chart gives the Prometheus resource (and its Service) for `release`.
+/// The name the chart gives the Prometheus resource (and its Service) for `release` (rule 1).
 pub fn prometheus_name(release: &str) -> String {
-    format!("{release}-kube-prometheus-prometheus")
+    let full = if release.contains("kube-prometheus-stack") {
+        release.to_owned()
+    } else {
+        format!("{release}-kube-prometheus-stack")
+    };
+    let cut: String = full.chars().take(26).collect();
+    format!("{}-prometheus", cut.trim_end_matches('-'))
+}
+
+/// The pod the operator's StatefulSet gives the Prometheus resource `name` (rule 1).
+pub fn prometheus_pod_name(name: &str) -> String {
+    format!("prometheus-{name}-0")
 }
 
 /// An RFC 3339 time with microseconds, as Kubernetes writes `MicroTime`.
@@ -131,6 +213,10 @@ impl FakeApiServer {
             next_version: 100,
             steal_lease_for: None,
             kubernetes_version: "v1.33.1".into(),
+            timing: Timing::default(),
+            pod: None,
+            pod_wanted: false,
+            label_history: vec![(Instant::now(), BTreeMap::from([("greenflow_deployment".into(), "default".into())]))],
         };
         let fake = Self { state: Arc::new(Mutex::new(state)) };
         {
@@ -168,6 +254,50 @@ impl FakeApiServer {
     pub fn with_operator(self, operator: Operator) -> Self {
         self.lock().operator = operator;
         self
+    }
+
+    /// Sets how long the pods take to come, go and reload (rules 2, 3 and 5).
+    pub fn with_timing(self, timing: Timing) -> Self {
+        self.lock().timing = timing;
+        self
+    }
+
+    /// With the Prometheus resource scaled up (`replicas: 1`) and its pod running and ready, as a run left it.
+    pub fn with_running_prometheus(self) -> Self {
+        {
+            let mut state = self.lock();
+            let collection = state.prometheus_collection();
+            if let Some(object) = state.objects.get_mut(&collection).and_then(|c| c.values_mut().next()) {
+                object["spec"]["replicas"] = json!(1);
+            }
+            let long_ago = Instant::now() - Duration::from_secs(3600);
+            state.pod = Some(PodLife { created: long_ago, ready_at: long_ago, deleted: None });
+            state.refresh(Instant::now());
+            state.operator_tick();
+        }
+        self
+    }
+
+    /// The external labels the running Prometheus uses (rule 5), while its pod runs and scrapes (not once it has
+    /// had SIGTERM); `None` when there is no such pod.
+    pub fn running_labels(&self) -> Option<BTreeMap<String, String>> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.refresh(now);
+        let pod = state.pod?;
+        if now < pod.created || pod.deleted.is_some() {
+            return None;
+        }
+        let reload = state.timing.reload_after;
+        state.label_history.iter().rev().find(|(at, _)| *at + reload <= now).map(|(_, labels)| labels.clone())
+    }
+
+    /// The Prometheus pod object, if there is one.
+    pub fn prometheus_pod(&self) -> Option<Value> {
+        let mut state = self.lock();
+        state.refresh(Instant::now());
+        let collection = state.pod_collection();
+        state.objects.get(&collection).and_then(|c| c.values().next()).cloned()
     }
 
     /// Sets how many reads of a changed Prometheus resource still show the old status (default 1).
@@ -214,6 +344,20 @@ impl FakeApiServer {
     pub fn with_object(self, collection: &str, object: Value) -> Self {
         self.lock().insert(collection.to_owned(), object);
         self
+    }
+
+    /// Renews the Lease as its holder would (a new `renewTime` and resourceVersion), or hands it to `holder`.
+    pub fn renew_lease_as(&self, holder: &str) {
+        let mut state = self.lock();
+        let collection = state.lease_collection();
+        if let Some(mut lease) = state.objects.get(&collection).and_then(|c| c.values().next()).cloned() {
+            if lease["spec"]["holderIdentity"] != holder {
+                lease["spec"]["acquireTime"] = json!(micro_time(OffsetDateTime::now_utc()));
+            }
+            lease["spec"]["holderIdentity"] = json!(holder);
+            lease["spec"]["renewTime"] = json!(micro_time(OffsetDateTime::now_utc()));
+            state.insert(collection, lease);
+        }
     }
 
     /// The next `PUT` of the Lease finds it taken by `holder` just before (another run won the race).
@@ -321,6 +465,7 @@ impl FakeApiServer {
         });
         let body: Value =
             if body.is_empty() { Value::Null } else { serde_json::from_slice(body).unwrap_or(Value::Null) };
+        state.refresh(Instant::now());
         state.route(&method, &path, &query, body)
     }
 }
@@ -454,6 +599,116 @@ impl State {
         format!("/apis/coordination.k8s.io/v1/namespaces/{}/leases", self.namespace)
     }
 
+    fn pod_collection(&self) -> String {
+        format!("/api/v1/namespaces/{}/pods", self.namespace)
+    }
+
+    fn resource_name(&self) -> String {
+        self.objects
+            .get(&self.prometheus_collection())
+            .and_then(|c| c.keys().next().cloned())
+            .unwrap_or_else(|| prometheus_name(&self.release))
+    }
+
+    /// A change of the Prometheus resource's spec: its pod comes or goes (rules 2, 3), its labels are reloaded
+    /// later (rule 5).
+    fn on_prometheus_change(&mut self, before: &Value, after: &Value, now: Instant) {
+        let replicas = |spec: &Value| spec["replicas"].as_i64().unwrap_or(1);
+        let (was, is) = (replicas(&before["spec"]), replicas(&after["spec"]));
+        if is > 0 && was == 0 {
+            match self.pod {
+                Some(PodLife { deleted: Some(_), .. }) => self.pod_wanted = true,
+                Some(_) => {}
+                None => {
+                    self.pod =
+                        Some(PodLife { created: now, ready_at: now + self.timing.pod_ready_after, deleted: None })
+                }
+            }
+        } else if is == 0 && was > 0 {
+            self.pod_wanted = false;
+            if let Some(pod) = self.pod.as_mut()
+                && pod.deleted.is_none()
+            {
+                pod.deleted = Some(now);
+            }
+        }
+        if before["spec"]["externalLabels"] != after["spec"]["externalLabels"] {
+            let labels = after["spec"]["externalLabels"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect();
+            self.label_history.push((now, labels));
+        }
+    }
+
+    /// Brings the pod up to `now` (rules 2, 3) and writes it where the API serves pods.
+    fn refresh(&mut self, now: Instant) {
+        if let Some(PodLife { deleted: Some(deleted), .. }) = self.pod
+            && now >= deleted + self.timing.pod_gone_after
+        {
+            self.pod = None;
+            if std::mem::take(&mut self.pod_wanted) {
+                let created = deleted + self.timing.pod_gone_after;
+                self.pod = Some(PodLife { created, ready_at: created + self.timing.pod_ready_after, deleted: None });
+            }
+        }
+        let collection = self.pod_collection();
+        let name = self.resource_name();
+        let pod_name = prometheus_pod_name(&name);
+        let Some(pod) = self.pod else {
+            self.objects.remove(&collection);
+            return;
+        };
+        let ready = self.operator != Operator::NeverAvailable
+            && now >= pod.ready_at
+            && pod.deleted.is_none_or(|deleted| now < deleted + self.timing.pod_unready_after);
+        let mut object = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": pod_name,
+                "namespace": self.namespace,
+                "labels": {
+                    "app.kubernetes.io/name": "prometheus",
+                    "app.kubernetes.io/instance": name,
+                    "app.kubernetes.io/managed-by": "prometheus-operator",
+                    "operator.prometheus.io/name": name,
+                    "operator.prometheus.io/shard": "0",
+                    "prometheus": name,
+                    "statefulset.kubernetes.io/pod-name": pod_name,
+                },
+            },
+            "spec": {"containers": [{"name": "prometheus", "ports": [{"name": "web", "containerPort": PROMETHEUS_POD_PORT}]}]},
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+            },
+        });
+        if pod.deleted.is_some() {
+            object["metadata"]["deletionTimestamp"] = json!(micro_time(OffsetDateTime::now_utc()));
+            object["metadata"]["deletionGracePeriodSeconds"] = json!(660);
+        }
+        let unchanged = self.objects.get(&collection).and_then(|c| c.get(&pod_name)).is_some_and(|old| {
+            old["status"] == object["status"] && old["metadata"]["deletionTimestamp"].is_null() == pod.deleted.is_none()
+        });
+        if !unchanged {
+            self.objects.remove(&collection);
+            self.insert(collection, object);
+        }
+    }
+
+    /// Pods `Running` and `Ready`, terminating ones included (rule 4).
+    fn ready_pods(&self) -> i64 {
+        self.objects
+            .get(&self.pod_collection())
+            .into_iter()
+            .flat_map(|c| c.values())
+            .filter(|p| p["status"]["conditions"][0]["status"] == "True")
+            .count() as i64
+    }
+
     fn next_version(&mut self) -> String {
         self.next_version += 1;
         self.next_version.to_string()
@@ -487,6 +742,12 @@ impl State {
             && let Some((service, sub)) = rest.split_once("/proxy")
         {
             return self.proxy(method, service, sub);
+        }
+        let pod_proxy_prefix = format!("/api/v1/namespaces/{}/pods/", self.namespace);
+        if let Some(rest) = path.strip_prefix(&pod_proxy_prefix)
+            && let Some((target, sub)) = rest.split_once("/proxy")
+        {
+            return self.pod_proxy(method, target, sub);
         }
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         // Collections are /api/v1/<...> or /apis/<group>/<version>/<...>; an item adds its name.
@@ -602,8 +863,12 @@ impl State {
                 updated["metadata"]["generation"] = json!(if changed { generation + 1 } else { generation });
                 if changed && collection == self.prometheus_collection() {
                     self.stale_reads = self.stale_reads_after_change;
+                    self.on_prometheus_change(&current, &updated, Instant::now());
                 }
                 self.insert(collection.to_owned(), updated);
+                if changed && collection == self.prometheus_collection() {
+                    self.refresh(Instant::now());
+                }
                 json_response(StatusCode::OK, &self.objects[collection][name])
             }
             "DELETE" => {
@@ -624,8 +889,9 @@ impl State {
         }
     }
 
-    /// The simulated operator: brings each Prometheus resource's status up to its generation, after the configured
-    /// number of stale reads.
+    /// The simulated operator (rule 4): after the configured number of stale reads, stamps the status of each
+    /// Prometheus resource with its current generation, counting the pods that are running and ready, terminating
+    /// ones included.
     fn operator_tick(&mut self) {
         if self.operator == Operator::Stopped {
             return;
@@ -634,26 +900,25 @@ impl State {
             self.stale_reads -= 1;
             return;
         }
+        let ready = self.ready_pods();
+        let pods = self.objects.get(&self.pod_collection()).map_or(0, |c| c.len() as i64);
         let collection = self.prometheus_collection();
-        let operator = self.operator;
         let Some(items) = self.objects.get_mut(&collection) else { return };
         for object in items.values_mut() {
             let generation = object["metadata"]["generation"].as_i64().unwrap_or(1);
             let replicas = object["spec"]["replicas"].as_i64().unwrap_or(1);
-            let (available, ready, reason, message) = match operator {
-                Operator::NeverAvailable if replicas > 0 => (
-                    "False",
-                    0,
-                    "NoPodReady",
-                    "shard 0: pod prometheus-0: 0/2 nodes are available: Insufficient memory",
-                ),
-                _ => ("True", replicas, "", ""),
+            let (available, reason, message) = if ready >= replicas {
+                ("True", "", "")
+            } else if ready == 0 {
+                ("False", "NoPodReady", "shard 0: pod prometheus-0 is not ready")
+            } else {
+                ("Degraded", "SomePodsNotReady", "shard 0: some pods are not ready")
             };
             object["status"] = json!({
-                "replicas": replicas,
+                "replicas": pods,
                 "availableReplicas": ready,
-                "updatedReplicas": replicas,
-                "unavailableReplicas": replicas - ready,
+                "updatedReplicas": pods,
+                "unavailableReplicas": pods - ready,
                 "conditions": [
                     condition("Available", available, generation, reason, message),
                     condition("Reconciled", "True", generation, "", ""),
@@ -662,8 +927,19 @@ impl State {
         }
     }
 
+    fn metrics_response(&self) -> Response<Body> {
+        let text = (self.metrics)();
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+            .body(Body::from(text.into_bytes()))
+            .unwrap_or_else(|_| Response::new(Body::from(Vec::new())))
+    }
+
+    /// The service proxy: ready endpoints only (rule 6).
     fn proxy(&mut self, method: &str, service: &str, sub: &str) -> Response<Body> {
-        let expected = format!("http:{}:{PROMETHEUS_PORT_NAME}", prometheus_name(&self.release));
+        let name = self.resource_name();
+        let expected = format!("http:{name}:{PROMETHEUS_PORT_NAME}");
         if method != "GET" || service != expected || sub != "/metrics" {
             return status_response(
                 StatusCode::NOT_FOUND,
@@ -671,22 +947,35 @@ impl State {
                 &format!("services \"{service}\" not found (the fake serves only {expected}/proxy/metrics)"),
             );
         }
-        let running = self.objects.get(&self.prometheus_collection()).into_iter().flat_map(|c| c.values()).any(|o| {
-            o["status"]["availableReplicas"].as_i64().unwrap_or(0) > 0
-                && o["spec"]["replicas"].as_i64().unwrap_or(0) > 0
-        });
-        if !running {
+        let serving =
+            self.objects.get(&self.pod_collection()).into_iter().flat_map(|c| c.values()).any(|p| {
+                p["status"]["conditions"][0]["status"] == "True" && p["metadata"]["deletionTimestamp"].is_null()
+            });
+        if !serving {
             return status_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
-                &format!("no endpoints available for service \"{}\"", prometheus_name(&self.release)),
+                &format!("no endpoints available for service \"{name}\""),
             );
         }
-        let text = (self.metrics)();
-        Response::builder()
-            .status(StatusCode::OK)
-            .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
-            .body(Body::from(text.into_bytes()))
-            .unwrap_or_else(|_| Response::new(Body::from(Vec::new())))
+        self.metrics_response()
+    }
+
+    /// The pod proxy: the pod itself while it exists (rule 6).
+    fn pod_proxy(&mut self, method: &str, target: &str, sub: &str) -> Response<Body> {
+        let (pod, port) = target.split_once(':').unwrap_or((target, "9090"));
+        let port = port.rsplit(':').next().unwrap_or(port);
+        let exists = self.objects.get(&self.pod_collection()).is_some_and(|c| c.contains_key(pod));
+        if !exists {
+            return status_response(StatusCode::NOT_FOUND, "NotFound", &format!("pods \"{pod}\" not found"));
+        }
+        if method != "GET" || sub != "/metrics" || (port != "9090" && port != "web") {
+            return status_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                &format!("error trying to reach service: dial tcp 10.244.1.7:{port}: connect: connection refused"),
+            );
+        }
+        self.metrics_response()
     }
 }

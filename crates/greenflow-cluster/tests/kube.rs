@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use greenflow_cluster::testing::{FakeApiServer, Operator, prometheus_name};
+use greenflow_cluster::testing::{FakeApiServer, Operator, Timing, prometheus_name};
 use greenflow_cluster::{Change, ClusterError, InstallPlan};
 use greenflow_config::{Secret, Settings};
 use serde_json::json;
@@ -112,7 +112,8 @@ async fn scale_down_sets_zero_replicas_and_removes_the_run_labels() {
 async fn a_stale_available_condition_does_not_count() {
     // The operator answers two reads with the status of generation 1 (Available=True) after the patch to
     // generation 2; readiness must wait for conditions observed at generation 2.
-    let fake = FakeApiServer::new(NS, RELEASE).with_stale_reads(2);
+    let timing = Timing { pod_ready_after: Duration::ZERO, ..Timing::default() };
+    let fake = FakeApiServer::new(NS, RELEASE).with_stale_reads(2).with_timing(timing);
     let cluster = fake.cluster();
     let info = cluster.scale(1, &labels(&[("greenflow_run", "r")]), &[]).await.unwrap();
     assert_eq!(info.generation, 2);
@@ -186,14 +187,20 @@ async fn a_fresh_lock_held_by_another_run_is_refused_naming_the_holder() {
 
 #[tokio::test]
 async fn an_expired_lock_is_taken_over_at_the_read_resource_version() {
+    // Renewed 120 s ago by the holder's clock, for 1 s: expired only once this process saw it unchanged for 1 s.
     let fake = FakeApiServer::new(NS, RELEASE).with_lease(
         "greenflow-experiment",
         "01JDEAD@lab-pc",
         Duration::from_secs(120),
-        60,
+        1,
     );
     let read_version = fake.lease().unwrap()["metadata"]["resourceVersion"].clone();
-    fake.cluster().acquire_lease("01JRUN@laptop").await.unwrap();
+    let cluster = fake.cluster();
+    let first_look = cluster.acquire_lease("01JRUN@laptop").await.unwrap_err();
+    assert!(matches!(first_look, ClusterError::LockHeld { .. }), "the holder's renewTime is not ours to judge");
+    let began = std::time::Instant::now();
+    cluster.acquire_lease_waiting("01JRUN@laptop", &no_progress).await.unwrap();
+    assert!(began.elapsed() >= Duration::from_millis(900), "taken over before a lease duration was observed");
     let writes = fake.writes();
     assert_eq!(writes.len(), 1);
     assert_eq!(writes[0].method, "PUT");
@@ -211,12 +218,34 @@ async fn of_two_runs_taking_over_an_expired_lock_only_one_wins() {
         "greenflow-experiment",
         "01JDEAD@lab-pc",
         Duration::from_secs(120),
-        60,
+        1,
     );
     fake.steal_lease_before_next_put("01JFAST@other-pc");
-    let err = fake.cluster().acquire_lease("01JRUN@laptop").await.unwrap_err();
+    let err = fake.cluster().acquire_lease_waiting("01JRUN@laptop", &no_progress).await.unwrap_err();
     assert!(matches!(&err, ClusterError::LockHeld { holder, .. } if holder == "01JFAST@other-pc"), "{err:?}");
     assert_eq!(fake.lease().unwrap()["spec"]["holderIdentity"], "01JFAST@other-pc");
+}
+
+#[tokio::test]
+async fn a_lock_renewed_while_watched_is_held_whatever_its_renew_time_says() {
+    // The holder's clock runs 10 minutes behind: its renewTime looks stale, but it renews.
+    let fake = FakeApiServer::new(NS, RELEASE).with_lease(
+        "greenflow-experiment",
+        "01JSLOW@lab-pc",
+        Duration::from_secs(600),
+        2,
+    );
+    let renewer = {
+        let fake = fake.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            fake.renew_lease_as("01JSLOW@lab-pc");
+        })
+    };
+    let err = fake.cluster().acquire_lease_waiting("01JRUN@laptop", &no_progress).await.unwrap_err();
+    renewer.await.unwrap();
+    assert!(matches!(&err, ClusterError::LockHeld { holder, .. } if holder == "01JSLOW@lab-pc"), "{err:?}");
+    assert!(fake.writes().is_empty(), "nothing written to a live holder's lock");
 }
 
 #[tokio::test]
@@ -287,7 +316,7 @@ const METRICS_OLD: &str = "prometheus_remote_storage_highest_timestamp_in_second
 prometheus_remote_storage_queue_highest_sent_timestamp_seconds{remote_name=\"greenflow-sink\",url=\"https://x\"} 1.7e+09\n";
 
 #[tokio::test]
-async fn metrics_are_read_through_the_service_proxy_in_both_generations() {
+async fn metrics_are_read_through_the_pod_proxy_in_both_generations() {
     for text in [METRICS_NEW, METRICS_OLD] {
         let fake = FakeApiServer::new(NS, RELEASE).with_stale_reads(0).with_metrics(move || text.to_owned());
         let cluster = fake.cluster();
@@ -298,7 +327,7 @@ async fn metrics_are_read_through_the_service_proxy_in_both_generations() {
         assert_eq!(last.method, "GET");
         assert_eq!(
             last.path,
-            "/api/v1/namespaces/monitoring/services/http:greenflow-kube-prometheus-prometheus:http-web/proxy/metrics"
+            "/api/v1/namespaces/monitoring/pods/prometheus-greenflow-kube-prometheus-prometheus-0:9090/proxy/metrics"
         );
     }
 }
@@ -307,7 +336,66 @@ async fn metrics_are_read_through_the_service_proxy_in_both_generations() {
 async fn metrics_of_a_stopped_prometheus_are_a_clear_error() {
     let fake = FakeApiServer::new(NS, RELEASE).with_metrics(|| METRICS_NEW.into());
     let err = fake.cluster().prometheus_metrics().await.unwrap_err();
-    assert!(err.to_string().contains("is it running?"), "{err}");
+    assert!(err.to_string().contains("no Prometheus pod is running"), "{err}");
+}
+
+#[tokio::test]
+async fn a_terminating_pod_still_counts_as_available_and_answers_the_pod_proxy() {
+    // The trap the lifecycle must avoid: right after a scale-down, scaling up again is "ready" at the new
+    // generation because the dying pod still counts; the service proxy already refuses it, the pod proxy does not.
+    let timing = Timing {
+        pod_gone_after: Duration::from_secs(2),
+        pod_unready_after: Duration::from_secs(1),
+        ..Timing::default()
+    };
+    let fake =
+        FakeApiServer::new(NS, RELEASE).with_stale_reads(0).with_timing(timing).with_metrics(|| METRICS_NEW.into());
+    let cluster = fake.cluster();
+    let up = cluster.scale(1, &BTreeMap::new(), &[]).await.unwrap();
+    cluster.wait_ready(up.generation, Duration::from_secs(5), &no_progress).await.unwrap();
+    cluster.scale(0, &BTreeMap::new(), &[]).await.unwrap();
+    let again = cluster.scale(1, &BTreeMap::new(), &[]).await.unwrap();
+    let info = cluster.wait_ready(again.generation, Duration::from_secs(1), &no_progress).await.unwrap();
+    assert_eq!(info.available_replicas, 1);
+    let pods = cluster.prometheus_pods().await.unwrap();
+    assert_eq!(pods.len(), 1);
+    assert!(pods[0].terminating && pods[0].ready, "{pods:?}");
+    assert_eq!(cluster.prometheus_metrics().await.unwrap(), METRICS_NEW, "the pod proxy reaches the dying pod");
+    let service =
+        format!("/api/v1/namespaces/{NS}/services/http:greenflow-kube-prometheus-prometheus:http-web/proxy/metrics");
+    let request = http::Request::get(&service).body(Vec::new()).unwrap();
+    let err = cluster.client().request_text(request).await.unwrap_err();
+    assert!(err.to_string().contains("no endpoints available"), "{err}");
+}
+
+#[tokio::test]
+async fn waiting_for_the_pod_to_go_names_it_when_it_stays() {
+    let timing = Timing { pod_gone_after: Duration::from_secs(30), ..Timing::default() };
+    let fake = FakeApiServer::new(NS, RELEASE).with_timing(timing).with_running_prometheus();
+    let cluster = fake.cluster();
+    cluster.scale(0, &BTreeMap::new(), &[]).await.unwrap();
+    let err = cluster.wait_pods_gone(Duration::from_millis(300), &no_progress).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("prometheus-greenflow-kube-prometheus-prometheus-0") && text.contains("terminating"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_long_release_name_is_cut_as_the_chart_cuts_it() {
+    let release = "kafka-vs-redpanda-nancy-2026";
+    let fake = FakeApiServer::new(NS, release).with_stale_reads(0).with_metrics(|| METRICS_NEW.into());
+    assert_eq!(prometheus_name(release), "kafka-vs-redpanda-nancy-20-prometheus");
+    let cluster = fake.cluster();
+    let found = cluster.find_prometheus().await.unwrap();
+    assert_eq!(found.name, "kafka-vs-redpanda-nancy-20-prometheus");
+    let up = cluster.scale(1, &BTreeMap::new(), &[]).await.unwrap();
+    cluster.wait_ready(up.generation, Duration::from_secs(5), &no_progress).await.unwrap();
+    assert_eq!(cluster.prometheus_metrics().await.unwrap(), METRICS_NEW);
+    assert!(
+        fake.requests().last().unwrap().path.contains("/pods/prometheus-kafka-vs-redpanda-nancy-20-prometheus-0:9090/")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -407,11 +495,12 @@ async fn install_creates_namespace_and_secret_then_runs_helm_with_the_values() {
     // The temporary values file is gone.
     assert!(!Path::new(upgrade[11]).exists());
 
-    // The order: reachability first, then the namespace, then the Secret.
+    // The order: reachability first, then the lock (no run may hold it), then the namespace, then the Secret.
     let paths: Vec<String> = fake.requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
     assert_eq!(paths[0], "GET /version");
-    assert_eq!(paths[1], "GET /api/v1/namespaces/monitoring");
-    assert_eq!(paths[2], "POST /api/v1/namespaces");
+    assert_eq!(paths[1], format!("GET {LEASES}/greenflow-experiment"));
+    assert_eq!(paths[2], "GET /api/v1/namespaces/monitoring");
+    assert_eq!(paths[3], "POST /api/v1/namespaces");
 }
 
 #[tokio::test]
@@ -547,6 +636,21 @@ async fn uninstall_is_refused_while_a_run_holds_the_lock() {
 }
 
 #[tokio::test]
+async fn install_is_refused_while_a_run_holds_the_lock() {
+    // Helm 4's server-side apply would conflict over spec.replicas with the run's patch; Helm 3's three-way merge
+    // would set it back to 0 mid-run. Either way: not during a run.
+    let project = Project::new("");
+    let bin = project.fake_helm();
+    let settings = project.settings(&bin.display().to_string());
+    let fake = FakeApiServer::new(NS, RELEASE).with_lease("greenflow-experiment", "01JLIVE@x", Duration::ZERO, 60);
+    let err = fake.cluster().install(&InstallPlan::new(&settings).unwrap(), &Secret::new(PASSWORD)).await.unwrap_err();
+    assert!(matches!(&err, ClusterError::LockHeld { holder, .. } if holder == "01JLIVE@x"), "{err:?}");
+    assert!(err.to_string().contains("wait for that run to end"), "{err}");
+    assert!(fake.writes().is_empty(), "nothing changed in the cluster");
+    assert_eq!(project.helm_log(), ["version --template {{.Version}}"], "helm only asked its version");
+}
+
+#[tokio::test]
 async fn status_reports_release_prometheus_metrics_and_lock() {
     let fake = FakeApiServer::new(NS, RELEASE).with_stale_reads(0).with_metrics(|| METRICS_NEW.into()).with_lease(
         "greenflow-experiment",
@@ -583,4 +687,54 @@ async fn status_of_an_empty_cluster_names_what_is_missing() {
     assert!(status.prometheus.unwrap_err().contains("run `greenflow cluster install`"));
     assert!(status.metrics.is_none());
     assert_eq!(status.lock.unwrap(), None);
+}
+
+#[tokio::test]
+async fn every_request_is_allowed_by_the_printed_rbac_and_every_rule_is_used() {
+    use greenflow_cluster::rbac::{RULES, is_allowed, permission_for};
+    let project = Project::new("");
+    let bin = project.fake_helm();
+    let settings = project.settings(&bin.display().to_string());
+    let fake =
+        FakeApiServer::new(NS, RELEASE).without_namespace().with_stale_reads(0).with_metrics(|| METRICS_NEW.into());
+    let cluster = fake.cluster();
+    let plan = InstallPlan::new(&settings).unwrap();
+    cluster.install(&plan, &Secret::new(PASSWORD)).await.unwrap();
+    cluster.install(&plan, &Secret::new("another-password")).await.unwrap();
+    let fake = fake.with_object(
+        &format!("/apis/monitoring.coreos.com/v1/namespaces/{NS}/prometheuses"),
+        serde_json::json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "Prometheus",
+            "metadata": {"name": prometheus_name(RELEASE), "namespace": NS, "generation": 1,
+                         "labels": {"app": "kube-prometheus-stack-prometheus", "release": RELEASE}},
+            "spec": {"replicas": 0, "externalLabels": {"greenflow_deployment": "default"}}}),
+    );
+    cluster.acquire_lease("01JRUN@laptop").await.unwrap();
+    cluster.renew_lease("01JRUN@laptop").await.unwrap();
+    let up = cluster.scale(1, &labels(&[("greenflow_run", "01JRUN")]), &[]).await.unwrap();
+    cluster.wait_ready(up.generation, Duration::from_secs(5), &no_progress).await.unwrap();
+    cluster.prometheus_metrics().await.unwrap();
+    cluster.status().await.unwrap();
+    cluster.scale(0, &BTreeMap::new(), &["greenflow_run".to_owned()]).await.unwrap();
+    cluster.wait_pods_gone(Duration::from_secs(5), &no_progress).await.unwrap();
+    cluster.release_lease("01JRUN@laptop").await.unwrap();
+    cluster.uninstall(&plan).await.unwrap();
+
+    let requests = fake.requests();
+    let refused: Vec<String> = requests
+        .iter()
+        .filter(|r| !is_allowed(&r.method, &r.path, &r.query))
+        .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+        .collect();
+    assert!(refused.is_empty(), "requests the Role and ClusterRole do not allow: {refused:#?}");
+    let used: Vec<(String, String, String)> = requests
+        .iter()
+        .filter_map(|r| permission_for(&r.method, &r.path, &r.query))
+        .map(|(group, resource, verb, _)| (group, resource, verb))
+        .collect();
+    for rule in RULES {
+        for verb in rule.verbs {
+            let needed = used.iter().any(|(g, r, v)| g == rule.api_group && r == rule.resource && v == verb);
+            assert!(needed, "{} {}/{} is granted but never used", verb, rule.api_group, rule.resource);
+        }
+    }
 }

@@ -59,6 +59,15 @@ pub enum BackendError {
         /// When it may be taken over, as text appended to the message (may be empty).
         expires: String,
     },
+    /// The lock was taken by someone else while this run held it: the run stops, and leaves Prometheus to them.
+    #[error(
+        "lost the experiment lock to {holder}: it lapsed while this run held it (renewals failed for a whole lease \
+         duration); this run stopped and left Prometheus to its new holder"
+    )]
+    LockLost {
+        /// The new holder.
+        holder: String,
+    },
     /// Prometheus did not become ready in time.
     #[error("Prometheus did not become ready within {}: {detail}", humantime_secs(*timeout))]
     NotReady {
@@ -113,14 +122,17 @@ pub trait ClusterBackend {
     /// resource present.
     async fn preflight(&mut self) -> Result<BackendInfo, BackendError>;
 
-    /// Takes the experiment lock for `run`, held by `holder` (run id and host). Fails with
-    /// [`BackendError::LockHeld`] when another live run holds it; an expired lock is taken over.
-    async fn acquire_lock(&mut self, run: &RunId, holder: &str) -> Result<(), BackendError>;
+    /// Takes the experiment lock for `run`, held by `holder` (run id and host), and keeps it alive from then on,
+    /// whatever the run waits for, until [`release_lock`](Self::release_lock). Fails with
+    /// [`BackendError::LockHeld`] when another live run holds it; a lapsed lock is taken over (which may take a
+    /// while to establish: `progress` hears it).
+    async fn acquire_lock(&mut self, run: &RunId, holder: &str, progress: Progress<'_>) -> Result<(), BackendError>;
 
-    /// How often [`renew_lock`](Self::renew_lock) must be called.
+    /// How often [`renew_lock`](Self::renew_lock) should be called.
     fn renew_interval(&self) -> Duration;
 
-    /// Keeps the lock alive.
+    /// Says whether the lock is still held: [`BackendError::LockLost`] once someone else took it (the run must
+    /// stop), another error while renewals fail.
     async fn renew_lock(&mut self) -> Result<(), BackendError>;
 
     /// Releases the lock (no error when it is not held).
@@ -144,6 +156,7 @@ pub trait ClusterBackend {
     /// out) and whether there is a queue to drain.
     async fn resume(&mut self, run: &RunId) -> Result<bool, BackendError>;
 
-    /// Stops Prometheus and removes the run's external labels. Safe to call when it is not running.
-    async fn scale_down(&mut self) -> Result<(), BackendError>;
+    /// Stops Prometheus and removes the run's external labels, and waits until its pod is gone. Safe to call when it
+    /// is not running.
+    async fn scale_down(&mut self, progress: Progress<'_>) -> Result<(), BackendError>;
 }

@@ -231,7 +231,8 @@ pub async fn run<B: ClusterBackend>(
     let info = backend.preflight().await?;
     ctx.reporter.note(&format!("sink accepts writes; cluster: {}", info.description));
     let holder = lock_holder(&id);
-    backend.acquire_lock(&id, &holder).await?;
+    let reporter = ctx.reporter;
+    backend.acquire_lock(&id, &holder, &|line: &str| reporter.update(line)).await?;
 
     let mut versions = request.versions.clone();
     versions.extend(info.versions);
@@ -260,8 +261,15 @@ pub async fn run<B: ClusterBackend>(
         queue_at_start: None,
         cluster_left_running: false,
     };
-    let mut active =
-        ActiveRun { backend, ctx, request, record, last_renewal: Instant::now(), pending_markers: Vec::new() };
+    let mut active = ActiveRun {
+        backend,
+        ctx,
+        request,
+        record,
+        last_renewal: Instant::now(),
+        pending_markers: Vec::new(),
+        lock_lost: None,
+    };
     if let Err(err) = active.save() {
         active.release().await;
         return Err(err);
@@ -280,9 +288,17 @@ pub async fn recover<B: ClusterBackend>(
 ) -> Result<RunRecord, RunError> {
     let holder = lock_holder(&record.id);
     backend.preflight().await?;
-    backend.acquire_lock(&record.id, &holder).await?;
-    let mut active =
-        ActiveRun { backend, ctx, request, record, last_renewal: Instant::now(), pending_markers: Vec::new() };
+    let reporter = ctx.reporter;
+    backend.acquire_lock(&record.id, &holder, &|line: &str| reporter.update(line)).await?;
+    let mut active = ActiveRun {
+        backend,
+        ctx,
+        request,
+        record,
+        last_renewal: Instant::now(),
+        pending_markers: Vec::new(),
+        lock_lost: None,
+    };
     let end = active.record.end.unwrap_or_else(now);
     active.record.end = Some(end);
     active.queue_marker("end", end);
@@ -301,6 +317,8 @@ struct ActiveRun<'r, 'c, 'a, B: ClusterBackend> {
     record: RunRecord,
     last_renewal: Instant,
     pending_markers: Vec<ImportSeries>,
+    /// Set once the lock is someone else's: the run stops, drains, and leaves Prometheus and the lock alone.
+    lock_lost: Option<String>,
 }
 
 /// How the active part of a run ended.
@@ -328,18 +346,26 @@ impl<B: ClusterBackend> ActiveRun<'_, '_, '_, B> {
         }
     }
 
-    /// Renews the lock when it is due; a failure is reported, not fatal (the run's data is what matters).
+    /// Checks the lock when it is due. A failing renewal is reported, not fatal (the lock lives a lease duration);
+    /// a lock someone else took stops the run ([`ActiveRun::interrupts`] counts it as a stop request).
     async fn tick(&mut self) {
-        if self.last_renewal.elapsed() >= self.backend.renew_interval() {
-            self.last_renewal = Instant::now();
-            if let Err(e) = self.backend.renew_lock().await {
-                self.reporter().note(&format!("warning: cannot renew the experiment lock: {e}"));
+        if self.lock_lost.is_some() || self.last_renewal.elapsed() < self.backend.renew_interval() {
+            return;
+        }
+        self.last_renewal = Instant::now();
+        match self.backend.renew_lock().await {
+            Ok(()) => {}
+            Err(e @ BackendError::LockLost { .. }) => {
+                self.reporter().note(&format!("error: {e}"));
+                self.lock_lost = Some(e.to_string());
             }
+            Err(e) => self.reporter().note(&format!("warning: {e}")),
         }
     }
 
+    /// Stop requests so far; a lost lock counts as one (stop the experiment, still drain).
     fn interrupts(&self) -> u32 {
-        self.ctx.interrupts.count()
+        self.ctx.interrupts.count().max(u32::from(self.lock_lost.is_some()))
     }
 
     /// Sleeps up to `d`, waking early on the `n`th stop request.
@@ -401,9 +427,20 @@ impl<B: ClusterBackend> ActiveRun<'_, '_, '_, B> {
         self.reporter().phase("scaling Prometheus up");
         let reporter = self.ctx.reporter;
         let progress = |line: &str| reporter.update(line);
-        let scaled = self.backend.scale_up(&labels, self.request.ready_timeout, &progress).await;
-        if let Err(e) = scaled {
-            return Active { scaled_up: false, flowing: false, error: Some(scale_up_error(e)) };
+        let scaled = {
+            let (backend, interrupts) = (&mut *self.backend, &mut self.ctx.interrupts);
+            tokio::select! {
+                result = backend.scale_up(&labels, self.request.ready_timeout, &progress) => Some(result),
+                _ = interrupts.wait(1) => None,
+            }
+        };
+        match scaled {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Active { scaled_up: false, flowing: false, error: Some(scale_up_error(e)) },
+            None => {
+                self.reporter().note("interrupted while Prometheus was starting; scaling it back down");
+                return Active { scaled_up: false, flowing: false, error: None };
+            }
         }
         self.record.queue_at_start = match self.wait_for_queue().await {
             Ok(q) => Some(q),
@@ -595,7 +632,12 @@ impl<B: ClusterBackend> ActiveRun<'_, '_, '_, B> {
             self.record.samples = Some(samples);
         }
         let leave_running = report.outcome == DrainOutcome::TimedOut && !self.request.force;
-        if leave_running {
+        let mut error = error;
+        if let Some(lost) = &self.lock_lost {
+            // Prometheus and the lock are the new holder's now: scaling down would end their run.
+            error = Some(error.map_or_else(|| lost.clone(), |e| format!("{e}; {lost}")));
+            let _ = self.backend.release_lock().await;
+        } else if leave_running {
             self.record.cluster_left_running = true;
             self.reporter().note(&format!(
                 "Prometheus keeps running with its queue; `greenflow runs recover {}` finishes the drain once the sink answers",
@@ -603,11 +645,20 @@ impl<B: ClusterBackend> ActiveRun<'_, '_, '_, B> {
             ));
         } else {
             self.reporter().phase("scaling Prometheus down");
-            if let Err(e) = self.backend.scale_down().await {
-                self.reporter().note(&format!("warning: cannot scale Prometheus down: {e}"));
-                self.record.cluster_left_running = true;
+            let reporter = self.ctx.reporter;
+            match self.backend.scale_down(&|line: &str| reporter.update(line)).await {
+                Ok(()) => self.release().await,
+                Err(e) => {
+                    // The lock stays (it lapses a lease duration after greenflow exits, as nothing renews it):
+                    // the next run must not start on this Prometheus.
+                    self.record.cluster_left_running = true;
+                    self.reporter().note(&format!(
+                        "warning: cannot scale Prometheus down: {e}; the experiment lock stays held; `greenflow runs \
+                         recover {}` scales it down and releases the lock",
+                        self.record.id
+                    ));
+                }
             }
-            self.release().await;
         }
         self.record.status = match (&error, report.outcome) {
             (Some(_), _) => RunStatus::Failed,

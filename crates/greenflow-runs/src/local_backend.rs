@@ -93,7 +93,7 @@ impl ClusterBackend for LocalBackend {
         Ok(BackendInfo { description: "node-exporter and a Prometheus agent on this machine".into(), versions })
     }
 
-    async fn acquire_lock(&mut self, run: &RunId, holder: &str) -> Result<(), BackendError> {
+    async fn acquire_lock(&mut self, run: &RunId, holder: &str, _progress: Progress<'_>) -> Result<(), BackendError> {
         let path = self.lock_path();
         if let Some(dir) = path.parent() {
             ensure_dir(dir).map_err(|e| BackendError::message(e.to_string()))?;
@@ -197,7 +197,7 @@ impl ClusterBackend for LocalBackend {
         Ok(self.cluster.is_some())
     }
 
-    async fn scale_down(&mut self) -> Result<(), BackendError> {
+    async fn scale_down(&mut self, _progress: Progress<'_>) -> Result<(), BackendError> {
         if let Some(mut cluster) = self.cluster.take() {
             cluster.stop().await;
             // The supervisor removes it when it stops in order; not after a SIGKILL.

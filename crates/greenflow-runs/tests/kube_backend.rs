@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use greenflow_cluster::testing::{FakeApiServer, Operator};
+use greenflow_cluster::testing::{FakeApiServer, Operator, Timing};
 use greenflow_runs::drain::parse_queue_metrics;
 use greenflow_runs::{BackendError, BackendKind, ClusterBackend, KubeBackend, RunId};
 use serde_json::json;
@@ -27,7 +27,7 @@ async fn a_whole_run_through_the_trait() {
     let fake = FakeApiServer::new("monitoring", "greenflow").with_metrics(|| METRICS.into());
     let mut backend = KubeBackend::new(fake.cluster());
     assert_eq!(backend.kind(), BackendKind::Kube);
-    assert_eq!(backend.renew_interval(), Duration::from_secs(20));
+    assert_eq!(backend.renew_interval(), Duration::from_secs(1), "the lifecycle looks often; a timer renews");
 
     let info = backend.preflight().await.unwrap();
     assert_eq!(info.versions["kubernetes"], "v1.33.1");
@@ -37,7 +37,7 @@ async fn a_whole_run_through_the_trait() {
     assert!(fake.writes().is_empty(), "preflight changes nothing");
 
     let run = RunId::new(time::OffsetDateTime::now_utc());
-    backend.acquire_lock(&run, "01JRUN@laptop").await.unwrap();
+    backend.acquire_lock(&run, "01JRUN@laptop", &|_| {}).await.unwrap();
     let progress_lines = Mutex::new(Vec::new());
     let progress = |line: &str| progress_lines.lock().unwrap().push(line.to_owned());
     backend.scale_up(&run_labels(), Duration::from_secs(5), &progress).await.unwrap();
@@ -49,7 +49,8 @@ async fn a_whole_run_through_the_trait() {
     let queue = parse_queue_metrics(&text, backend.remote_name()).unwrap();
     assert_eq!(queue.samples_failed, 3.0);
 
-    backend.scale_down().await.unwrap();
+    backend.scale_down(&|_| {}).await.unwrap();
+    assert!(fake.prometheus_pod().is_none(), "scale-down returns once the pod is gone");
     backend.release_lock().await.unwrap();
     let prometheus = fake.prometheus().unwrap();
     assert_eq!(prometheus["spec"]["replicas"], 0);
@@ -70,11 +71,20 @@ async fn a_held_lock_reaches_the_lifecycle_as_lock_held() {
         "greenflow-experiment",
         "01JOTHER@lab",
         Duration::from_secs(5),
-        60,
+        1,
     );
+    // Renewed while watched: alive, whatever the clocks say.
+    let renewer = {
+        let fake = fake.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            fake.renew_lease_as("01JOTHER@lab");
+        })
+    };
     let mut backend = KubeBackend::new(fake.cluster());
     let run = RunId::new(time::OffsetDateTime::now_utc());
-    let err = backend.acquire_lock(&run, "01JRUN@laptop").await.unwrap_err();
+    let err = backend.acquire_lock(&run, "01JRUN@laptop", &|_| {}).await.unwrap_err();
+    renewer.await.unwrap();
     assert!(matches!(&err, BackendError::LockHeld { holder, .. } if holder == "01JOTHER@lab"), "{err:?}");
     // Releasing a lock this run never got leaves the other run's alone.
     backend.release_lock().await.unwrap();
@@ -87,8 +97,50 @@ async fn never_available_is_not_ready_and_scale_down_still_works() {
     let mut backend = KubeBackend::new(fake.cluster());
     let err = backend.scale_up(&run_labels(), Duration::from_millis(200), &|_| {}).await.unwrap_err();
     assert!(matches!(err, BackendError::NotReady { .. }), "{err:?}");
-    backend.scale_down().await.unwrap();
+    backend.scale_down(&|_| {}).await.unwrap();
     assert_eq!(fake.prometheus().unwrap()["spec"]["replicas"], 0);
+}
+
+#[tokio::test]
+async fn a_running_prometheus_is_refused_and_nothing_is_patched() {
+    let fake = FakeApiServer::new("monitoring", "greenflow").with_running_prometheus();
+    fake.clear_requests();
+    let mut backend = KubeBackend::new(fake.cluster());
+    let err = backend.scale_up(&run_labels(), Duration::from_secs(5), &|_| {}).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("already runs") && text.contains("greenflow runs recover"), "{text}");
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+}
+
+#[tokio::test]
+async fn a_scale_up_waits_for_the_previous_pod_to_be_gone() {
+    let timing = Timing {
+        pod_gone_after: Duration::from_secs(2),
+        pod_unready_after: Duration::from_secs(1),
+        ..Timing::default()
+    };
+    let fake = FakeApiServer::new("monitoring", "greenflow").with_timing(timing).with_running_prometheus();
+    let cluster = fake.cluster();
+    cluster.scale(0, &BTreeMap::new(), &[]).await.unwrap();
+    assert!(fake.prometheus_pod().unwrap()["metadata"]["deletionTimestamp"].is_string());
+    let mut backend = KubeBackend::new(fake.cluster());
+    let lines = Mutex::new(Vec::new());
+    let progress = |line: &str| lines.lock().unwrap().push(line.to_owned());
+    let began = std::time::Instant::now();
+    backend.scale_up(&run_labels(), Duration::from_secs(10), &progress).await.unwrap();
+    assert!(began.elapsed() >= Duration::from_millis(1500), "started on the dying pod: {:?}", began.elapsed());
+    let pod = fake.prometheus_pod().unwrap();
+    assert!(pod["metadata"]["deletionTimestamp"].is_null(), "a new pod: {pod}");
+    assert!(lines.lock().unwrap().iter().any(|l| l.contains("still stopping")), "{:?}", lines.lock().unwrap());
+}
+
+#[tokio::test]
+async fn a_scale_down_that_leaves_the_pod_is_an_error_naming_it() {
+    let timing = Timing { pod_gone_after: Duration::from_secs(30), ..Timing::default() };
+    let fake = FakeApiServer::new("monitoring", "greenflow").with_timing(timing).with_running_prometheus();
+    let mut backend = KubeBackend::new(fake.cluster()).with_pod_gone_timeout(Duration::from_millis(300));
+    let err = backend.scale_down(&|_| {}).await.unwrap_err();
+    assert!(err.to_string().contains("still there after"), "{err}");
 }
 
 #[tokio::test]

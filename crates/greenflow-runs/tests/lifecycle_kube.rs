@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use greenflow_cluster::testing::{FakeApiServer, Operator};
+use greenflow_cluster::testing::{FakeApiServer, Operator, Timing};
 use greenflow_runs::lifecycle::{self, RunContext};
 use greenflow_runs::{
     DrainOutcome, Interrupts, KubeBackend, Reporter, RunError, RunRecord, RunRequest, RunStatus, RunStore, Workload,
@@ -116,12 +116,10 @@ fn simulate_prometheus(fake: FakeApiServer, sink: SinkClient, queue: Arc<Queue>,
     tokio::spawn(async move {
         let mut failed_once = false;
         loop {
-            let prometheus = fake.prometheus().unwrap_or_default();
-            if prometheus["spec"]["replicas"] == 1 && !queue.stalled.load(Ordering::SeqCst) {
-                let mut metric: BTreeMap<String, String> = prometheus["spec"]["externalLabels"]
-                    .as_object()
-                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
-                    .unwrap_or_default();
+            // The labels the running pod uses: they follow a patch only after the config reload.
+            if let Some(mut metric) = fake.running_labels()
+                && !queue.stalled.load(Ordering::SeqCst)
+            {
                 metric.insert("__name__".into(), "node_load1".into());
                 let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
                 let series = ImportSeries { metric, values: vec![0.5], timestamps: vec![now_ms] };
@@ -175,8 +173,18 @@ impl Setup {
     }
 
     async fn run_with_storage(&self, request: &RunRequest, storage: Option<&Vm>) -> Result<RunRecord, RunError> {
-        let mut backend = KubeBackend::new(self.fake.cluster());
         let (_tx, interrupts) = Interrupts::manual();
+        self.run_with(request, storage, self.fake.cluster(), interrupts).await
+    }
+
+    async fn run_with(
+        &self,
+        request: &RunRequest,
+        storage: Option<&Vm>,
+        cluster: greenflow_cluster::KubeCluster,
+        interrupts: Interrupts,
+    ) -> Result<RunRecord, RunError> {
+        let mut backend = KubeBackend::new(cluster);
         let mut ctx = RunContext {
             sink: SinkClient::new(self.vm.base.clone(), None),
             writer: Some(SinkClient::new(self.vm.base.clone(), None)),
@@ -302,8 +310,21 @@ async fn a_lock_held_by_another_run_refuses_the_run() {
         Duration::from_secs(10),
         60,
     );
+    // A live holder renews (every third of its lease, as greenflow does).
+    let holder = {
+        let fake = fake.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                fake.renew_lease_as("20261125T100000Z-beef@lab-server");
+            }
+        })
+    };
     let setup = Setup::new(fake, Generation::PerQueue, 0).await;
+    let began = std::time::Instant::now();
     let err = setup.run(&request(Workload::For(Duration::from_secs(1)))).await.unwrap_err().to_string();
+    holder.abort();
+    assert!(began.elapsed() < Duration::from_secs(10), "a renewed lock is refused at its first renewal");
     assert!(err.contains("20261125T100000Z-beef@lab-server") && err.contains("runs recover"), "{err}");
     assert!(setup.fake.writes().iter().all(|w| w.method != "PATCH"), "{:?}", setup.methods());
     assert_eq!(setup.fake.lease().unwrap()["spec"]["holderIdentity"], "20261125T100000Z-beef@lab-server");
@@ -312,11 +333,12 @@ async fn a_lock_held_by_another_run_refuses_the_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_lock_is_taken_over() {
+    // A 1 s lease whose holder died: taken over once this machine saw it unrenewed for 1 s.
     let fake = FakeApiServer::new("monitoring", "greenflow").with_lease(
         "greenflow-experiment",
         "20261125T100000Z-dead@crashed",
         Duration::from_secs(120),
-        60,
+        1,
     );
     let setup = Setup::new(fake, Generation::PerQueue, 0).await;
     let record = setup.run(&request(Workload::For(Duration::from_secs(1)))).await.unwrap();
@@ -333,6 +355,7 @@ async fn recover_drains_and_scales_down_a_run_left_running() {
     let mut backend = KubeBackend::new(setup.fake.cluster());
     use greenflow_runs::ClusterBackend;
     backend.scale_up(&record.labels, Duration::from_secs(5), &|_| {}).await.unwrap();
+    drop(backend);
     let mut orphan = record.clone();
     orphan.status = RunStatus::Running;
     orphan.end = None;
@@ -383,4 +406,130 @@ async fn a_drain_stuck_on_a_full_disk_names_the_disk() {
     let lines = setup.lines.0.lock().unwrap().join("\n");
     assert!(lines.contains("VictoriaMetrics is read-only"), "the wait said why:\n{lines}");
     assert!(record.cluster_left_running, "Prometheus keeps its queue for recover");
+}
+
+/// The lines the lifecycle reported so far.
+fn said(setup: &Setup) -> String {
+    setup.lines.0.lock().unwrap().join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_runs_each_get_their_own_pod_and_labels() {
+    let timing = Timing {
+        pod_ready_after: Duration::from_millis(300),
+        pod_unready_after: Duration::from_millis(500),
+        pod_gone_after: Duration::from_millis(1500),
+        reload_after: Duration::from_millis(200),
+    };
+    let setup =
+        Setup::new(FakeApiServer::new("monitoring", "greenflow").with_timing(timing), Generation::PerQueue, 0).await;
+    let first = setup.run(&request(Workload::For(Duration::from_secs(1)))).await.unwrap();
+    assert!(setup.fake.prometheus_pod().is_none(), "the first run returned before its pod was gone");
+    let second = setup.run(&request(Workload::For(Duration::from_secs(1)))).await.unwrap();
+    for record in [&first, &second] {
+        assert_eq!(record.status, RunStatus::Complete, "{record:?}\n{}", said(&setup));
+    }
+    // Every sample of each run carries that run's id: none of the second run was sent with the first one's labels.
+    for record in [&first, &second] {
+        let series = query(&setup.vm, &format!(r#"node_load1{{greenflow_run="{}"}}"#, record.id)).await;
+        assert_eq!(series.len(), 1, "{series:?}");
+    }
+    assert!(setup.fake.lease().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_started_while_the_previous_pod_terminates_waits_for_it() {
+    let timing = Timing {
+        pod_gone_after: Duration::from_secs(2),
+        pod_unready_after: Duration::from_secs(1),
+        ..Timing::default()
+    };
+    let fake = FakeApiServer::new("monitoring", "greenflow").with_timing(timing).with_running_prometheus();
+    // The previous run's scale-down, just sent: its pod still runs, is ready, and counts as available.
+    fake.cluster().scale(0, &BTreeMap::new(), &[]).await.unwrap();
+    let setup = Setup::new(fake, Generation::PerQueue, 0).await;
+    let record = setup.run(&request(Workload::For(Duration::from_secs(1)))).await.unwrap();
+    assert_eq!(record.status, RunStatus::Complete, "{record:?}\n{}", said(&setup));
+    assert!(said(&setup).contains("still stopping"), "{}", said(&setup));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_scale_up_keeps_the_lock_renewed_throughout() {
+    // Readiness 4 s after the patch with a 1 s lease: nothing but the renewal timer keeps the lock meanwhile.
+    let timing = Timing { pod_ready_after: Duration::from_secs(4), ..Timing::default() };
+    let setup =
+        Setup::new(FakeApiServer::new("monitoring", "greenflow").with_timing(timing), Generation::PerQueue, 0).await;
+    let rival = {
+        let fake = setup.fake.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let cluster = fake.cluster().with_lease_duration(Duration::from_secs(1));
+            cluster.acquire_lease_waiting("20261125T100000Z-rival@other", &|_| {}).await
+        })
+    };
+    let cluster = setup.fake.cluster().with_lease_duration(Duration::from_secs(1));
+    let (_tx, interrupts) = Interrupts::manual();
+    let mut req = request(Workload::For(Duration::from_secs(1)));
+    req.ready_timeout = Duration::from_secs(10);
+    let record = setup.run_with(&req, None, cluster, interrupts).await.unwrap();
+    assert_eq!(record.status, RunStatus::Complete, "{record:?}\n{}", said(&setup));
+    let rival = rival.await.unwrap();
+    assert!(
+        matches!(rival, Err(greenflow_cluster::ClusterError::LockHeld { .. })),
+        "the rival took the lock: {rival:?}"
+    );
+    let renewals = setup.methods().iter().filter(|m| *m == "PUT greenflow-experiment").count();
+    assert!(renewals >= 4, "renewed {renewals} times: {:?}", setup.methods());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lock_stops_the_run_and_leaves_prometheus_to_its_new_holder() {
+    let setup = Setup::new(FakeApiServer::new("monitoring", "greenflow"), Generation::PerQueue, 0).await;
+    let thief = {
+        let fake = setup.fake.clone();
+        tokio::spawn(async move {
+            while fake.running_labels().and_then(|l| l.get("greenflow_run").cloned()).is_none() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            fake.renew_lease_as("20261125T100000Z-thief@other");
+        })
+    };
+    let cluster = setup.fake.cluster().with_lease_duration(Duration::from_secs(1));
+    let (_tx, interrupts) = Interrupts::manual();
+    let began = std::time::Instant::now();
+    let record =
+        setup.run_with(&request(Workload::For(Duration::from_secs(30))), None, cluster, interrupts).await.unwrap();
+    thief.await.unwrap();
+    assert!(began.elapsed() < Duration::from_secs(20), "the run went on without its lock");
+    assert_eq!(record.status, RunStatus::Failed, "{record:?}");
+    assert!(
+        record
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("lost the experiment lock to 20261125T100000Z-thief@other"),
+        "{record:?}"
+    );
+    assert_eq!(setup.fake.prometheus().unwrap()["spec"]["replicas"], 1, "scaled down someone else's run");
+    assert_eq!(setup.fake.lease().unwrap()["spec"]["holderIdentity"], "20261125T100000Z-thief@other");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_the_readiness_wait_scales_back_down_at_once() {
+    let fake = FakeApiServer::new("monitoring", "greenflow").with_operator(Operator::NeverAvailable);
+    let setup = Setup::new(fake, Generation::PerQueue, 0).await;
+    let (tx, interrupts) = Interrupts::manual();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        tx.send_replace(1);
+    });
+    let mut req = request(Workload::For(Duration::from_secs(1)));
+    req.ready_timeout = Duration::from_secs(60);
+    let began = std::time::Instant::now();
+    let record = setup.run_with(&req, None, setup.fake.cluster(), interrupts).await.unwrap();
+    assert!(began.elapsed() < Duration::from_secs(10), "Ctrl-C waited for the readiness timeout");
+    assert_eq!(record.status, RunStatus::NotDrained, "{record:?}");
+    prometheus_is_scaled_down(&setup.fake);
+    assert!(setup.fake.lease().is_none());
 }

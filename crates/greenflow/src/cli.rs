@@ -404,6 +404,14 @@ pub enum ClusterCommand {
     /// Remove the release (helm uninstall), the remote-write Secret and the experiment lock; keeps the namespace.
     /// Refused while a run holds the lock.
     Uninstall(ClusterUninstallArgs),
+    /// Print the least-privilege Role (in cluster.namespace) and ClusterRole that greenflow's own requests need,
+    /// each rule commented with the commands that use it. `helm upgrade --install` itself needs more (the chart
+    /// creates CRDs and ClusterRoles): a cluster administrator runs the first install.
+    ///
+    /// Example:
+    ///   greenflow cluster rbac | kubectl apply -f -
+    #[command(verbatim_doc_comment)]
+    Rbac,
 }
 
 /// `greenflow cluster install`.

@@ -16,6 +16,10 @@ pub async fn run(settings: &Settings, command: ClusterCommand) -> anyhow::Result
         ClusterCommand::Install(args) => install(settings, &args).await,
         ClusterCommand::Status(args) => status(settings, &args).await,
         ClusterCommand::Uninstall(args) => uninstall(settings, &args).await,
+        ClusterCommand::Rbac => {
+            print!("{}", greenflow_cluster::rbac::render_rbac(&settings.config.cluster.namespace, "greenflow"));
+            Ok(exit::OK)
+        }
     }
 }
 
