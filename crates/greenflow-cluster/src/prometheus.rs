@@ -327,27 +327,34 @@ impl KubeCluster {
         format!("/api/v1/namespaces/{}/pods/{pod}:{PROMETHEUS_POD_PORT}/proxy/metrics", self.names.namespace)
     }
 
-    /// Prometheus' own `/metrics` text, through the API server's pod proxy to the resource's pod (no
-    /// port-forward, works for an agent too). The pod proxy reaches the pod itself, ready or not, terminating or
-    /// not, where the service proxy would pick any ready endpoint (none while the pod stops, a random one with
-    /// several). Bounded by [`METRICS_TIMEOUT`].
+    /// Prometheus' own `/metrics` text of its first pod, through the API server's pod proxy (for `cluster status`).
     pub async fn prometheus_metrics(&self) -> Result<String, ClusterError> {
         let pods = self.prometheus_pods().await?;
-        let pod = match pods.as_slice() {
-            [] => return Err(ClusterError::PodsRemain { detail: "no Prometheus pod is running".into() }),
-            [pod] => pod,
-            several => {
-                return Err(ClusterError::PodsRemain {
-                    detail: format!(
-                        "Prometheus has {} pods ({}): greenflow drains one replica of one shard; set \
-                         prometheus.prometheusSpec.shards to 1 in cluster.extra_values",
-                        several.len(),
-                        several.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
-                    ),
-                });
-            }
-        };
-        let path = self.metrics_path(&pod.name);
+        let pod =
+            pods.first().ok_or_else(|| ClusterError::PodsRemain { detail: "no Prometheus pod is running".into() })?;
+        self.pod_metrics(&pod.name).await
+    }
+
+    /// The `/metrics` text of every Prometheus pod (each shard and replica has its own remote-write queue), by pod
+    /// name; an error when there is no pod or one does not answer.
+    pub async fn prometheus_metrics_per_pod(&self) -> Result<Vec<(String, String)>, ClusterError> {
+        let pods = self.prometheus_pods().await?;
+        if pods.is_empty() {
+            return Err(ClusterError::PodsRemain { detail: "no Prometheus pod is running".into() });
+        }
+        let mut texts = Vec::with_capacity(pods.len());
+        for pod in pods {
+            let text = self.pod_metrics(&pod.name).await?;
+            texts.push((pod.name, text));
+        }
+        Ok(texts)
+    }
+
+    /// `pod`'s `/metrics` through the API server's pod proxy (no port-forward, works for an agent too). The pod
+    /// proxy reaches the pod itself, ready or not, terminating or not, where the service proxy would pick any ready
+    /// endpoint (none while the pod stops, a random one with several). Bounded by [`METRICS_TIMEOUT`].
+    pub async fn pod_metrics(&self, pod: &str) -> Result<String, ClusterError> {
+        let path = self.metrics_path(pod);
         let request = http::Request::get(&path).body(Vec::new()).map_err(|e| ClusterError::Io {
             action: format!("build the request for {path}"),
             source: std::io::Error::other(e),

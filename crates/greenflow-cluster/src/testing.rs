@@ -14,9 +14,10 @@
 //! 1. **Names** (kube-prometheus-stack `templates/_helpers.tpl`, `kube-prometheus-stack.fullname`): the release
 //!    name, or `<release>-kube-prometheus-stack` cut to 26 characters with a trailing `-` trimmed; the Prometheus
 //!    resource is `<fullname>-prometheus` ([`prometheus_name`]). The operator's StatefulSet is
-//!    `prometheus-<resource>` and its pod `prometheus-<resource>-0` (prometheus-operator `pkg/prometheus/common.go`,
+//!    `prometheus-<resource>` for shard 0 and `prometheus-<resource>-shard-<n>` for the others, with pods
+//!    `<statefulset>-<ordinal>` for each of `spec.replicas` (prometheus-operator `pkg/prometheus/common.go`,
 //!    `prometheusNameByShard`), labelled `app.kubernetes.io/name=prometheus`, `operator.prometheus.io/name`,
-//!    `operator.prometheus.io/shard=0`, `prometheus` (`pkg/prometheus/server/operator.go`, `makeSelectorLabels`).
+//!    `operator.prometheus.io/shard`, `prometheus` (`pkg/prometheus/server/operator.go`, `makeSelectorLabels`).
 //! 2. **Scale-up takes time** (kubelet: schedule, pull, start; the operator's readiness probe on `/-/ready`,
 //!    `pkg/prometheus/promcfg.go`, `BuildProbes`): a patch to `replicas: 1` creates the pod at once, `Running` but
 //!    not ready; it turns ready [`Timing::pod_ready_after`] later. A pod of the same name that is still terminating
@@ -136,7 +137,7 @@ impl RecordedRequest {
     }
 }
 
-type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
+type MetricsFn = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
 struct State {
     namespace: String,
@@ -153,10 +154,10 @@ struct State {
     steal_lease_for: Option<String>,
     kubernetes_version: String,
     timing: Timing,
-    /// The pod of the Prometheus resource, while it exists.
-    pod: Option<PodLife>,
-    /// A scale-up waiting for a terminating pod of the same name to be gone.
-    pod_wanted: bool,
+    /// The pods of the Prometheus resource, by name, while they exist.
+    pods: BTreeMap<String, PodLife>,
+    /// Pods a scale-up wants whose predecessor of the same name still terminates.
+    pods_wanted: std::collections::BTreeSet<String>,
     /// `spec.externalLabels` after each change, with when it was made (rule 5).
     label_history: Vec<(Instant, BTreeMap<String, String>)>,
 }
@@ -208,14 +209,14 @@ impl FakeApiServer {
             operator: Operator::Ready,
             stale_reads: 0,
             stale_reads_after_change: 1,
-            metrics: Arc::new(String::new),
+            metrics: Arc::new(|_: &str| String::new()),
             requests: Vec::new(),
             next_version: 100,
             steal_lease_for: None,
             kubernetes_version: "v1.33.1".into(),
             timing: Timing::default(),
-            pod: None,
-            pod_wanted: false,
+            pods: BTreeMap::new(),
+            pods_wanted: Default::default(),
             label_history: vec![(Instant::now(), BTreeMap::from([("greenflow_deployment".into(), "default".into())]))],
         };
         let fake = Self { state: Arc::new(Mutex::new(state)) };
@@ -271,7 +272,8 @@ impl FakeApiServer {
                 object["spec"]["replicas"] = json!(1);
             }
             let long_ago = Instant::now() - Duration::from_secs(3600);
-            state.pod = Some(PodLife { created: long_ago, ready_at: long_ago, deleted: None });
+            let name = prometheus_pod_name(&state.resource_name());
+            state.pods.insert(name, PodLife { created: long_ago, ready_at: long_ago, deleted: None });
             state.refresh(Instant::now());
             state.operator_tick();
         }
@@ -284,7 +286,7 @@ impl FakeApiServer {
         let mut state = self.lock();
         let now = Instant::now();
         state.refresh(now);
-        let pod = state.pod?;
+        let pod = *state.pods.values().next()?;
         if now < pod.created || pod.deleted.is_some() {
             return None;
         }
@@ -314,7 +316,25 @@ impl FakeApiServer {
 
     /// Like [`FakeApiServer::with_metrics`], on a running fake.
     pub fn set_metrics(&self, metrics: impl Fn() -> String + Send + Sync + 'static) {
+        self.lock().metrics = Arc::new(move |_: &str| metrics());
+    }
+
+    /// Answers each pod's `/metrics` with `metrics(pod name)`: one queue per pod.
+    pub fn with_pod_metrics(self, metrics: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
         self.lock().metrics = Arc::new(metrics);
+        self
+    }
+
+    /// With `spec.shards` set on the Prometheus resource (one StatefulSet per shard).
+    pub fn with_shards(self, shards: i64) -> Self {
+        {
+            let mut state = self.lock();
+            let collection = state.prometheus_collection();
+            if let Some(object) = state.objects.get_mut(&collection).and_then(|c| c.values_mut().next()) {
+                object["spec"]["shards"] = json!(shards);
+            }
+        }
+        self
     }
 
     /// With the experiment Lease `name` held by `holder`, last renewed `renewed_ago` ago, for `duration_seconds`.
@@ -610,25 +630,40 @@ impl State {
             .unwrap_or_else(|| prometheus_name(&self.release))
     }
 
-    /// A change of the Prometheus resource's spec: its pod comes or goes (rules 2, 3), its labels are reloaded
-    /// later (rule 5).
+    /// The pods the operator's StatefulSets want for a spec: `<statefulset>-<ordinal>` per shard and replica
+    /// (rule 1).
+    fn wanted_pods(&self, spec: &Value) -> Vec<String> {
+        let name = self.resource_name();
+        let replicas = spec["replicas"].as_i64().unwrap_or(1);
+        let shards = spec["shards"].as_i64().unwrap_or(1).max(1);
+        (0..shards)
+            .flat_map(|shard| {
+                let set =
+                    if shard == 0 { format!("prometheus-{name}") } else { format!("prometheus-{name}-shard-{shard}") };
+                (0..replicas).map(move |ordinal| format!("{set}-{ordinal}"))
+            })
+            .collect()
+    }
+
+    /// A change of the Prometheus resource's spec: its pods come or go (rules 2, 3), its labels are reloaded later
+    /// (rule 5).
     fn on_prometheus_change(&mut self, before: &Value, after: &Value, now: Instant) {
-        let replicas = |spec: &Value| spec["replicas"].as_i64().unwrap_or(1);
-        let (was, is) = (replicas(&before["spec"]), replicas(&after["spec"]));
-        if is > 0 && was == 0 {
-            match self.pod {
-                Some(PodLife { deleted: Some(_), .. }) => self.pod_wanted = true,
+        let wanted = self.wanted_pods(&after["spec"]);
+        for name in &wanted {
+            match self.pods.get(name) {
+                Some(PodLife { deleted: Some(_), .. }) => {
+                    self.pods_wanted.insert(name.clone());
+                }
                 Some(_) => {}
                 None => {
-                    self.pod =
-                        Some(PodLife { created: now, ready_at: now + self.timing.pod_ready_after, deleted: None })
+                    let life = PodLife { created: now, ready_at: now + self.timing.pod_ready_after, deleted: None };
+                    self.pods.insert(name.clone(), life);
                 }
             }
-        } else if is == 0 && was > 0 {
-            self.pod_wanted = false;
-            if let Some(pod) = self.pod.as_mut()
-                && pod.deleted.is_none()
-            {
+        }
+        self.pods_wanted.retain(|name| wanted.contains(name));
+        for (name, pod) in self.pods.iter_mut() {
+            if !wanted.contains(name) && pod.deleted.is_none() {
                 pod.deleted = Some(now);
             }
         }
@@ -643,59 +678,77 @@ impl State {
         }
     }
 
-    /// Brings the pod up to `now` (rules 2, 3) and writes it where the API serves pods.
+    /// Brings the pods up to `now` (rules 2, 3) and writes them where the API serves pods.
     fn refresh(&mut self, now: Instant) {
-        if let Some(PodLife { deleted: Some(deleted), .. }) = self.pod
-            && now >= deleted + self.timing.pod_gone_after
-        {
-            self.pod = None;
-            if std::mem::take(&mut self.pod_wanted) {
-                let created = deleted + self.timing.pod_gone_after;
-                self.pod = Some(PodLife { created, ready_at: created + self.timing.pod_ready_after, deleted: None });
+        let gone_after = self.timing.pod_gone_after;
+        let ended: Vec<(String, Instant)> = self
+            .pods
+            .iter()
+            .filter_map(|(name, pod)| {
+                pod.deleted.filter(|d| now >= *d + gone_after).map(|d| (name.clone(), d + gone_after))
+            })
+            .collect();
+        for (name, ended_at) in ended {
+            self.pods.remove(&name);
+            if self.pods_wanted.remove(&name) {
+                let life =
+                    PodLife { created: ended_at, ready_at: ended_at + self.timing.pod_ready_after, deleted: None };
+                self.pods.insert(name, life);
             }
         }
         let collection = self.pod_collection();
         let name = self.resource_name();
-        let pod_name = prometheus_pod_name(&name);
-        let Some(pod) = self.pod else {
-            self.objects.remove(&collection);
-            return;
+        let shard_of = |pod: &str| -> String {
+            pod.split("-shard-").nth(1).and_then(|rest| rest.split('-').next()).unwrap_or("0").to_owned()
         };
-        let ready = self.operator != Operator::NeverAvailable
-            && now >= pod.ready_at
-            && pod.deleted.is_none_or(|deleted| now < deleted + self.timing.pod_unready_after);
-        let mut object = json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": pod_name,
-                "namespace": self.namespace,
-                "labels": {
-                    "app.kubernetes.io/name": "prometheus",
-                    "app.kubernetes.io/instance": name,
-                    "app.kubernetes.io/managed-by": "prometheus-operator",
-                    "operator.prometheus.io/name": name,
-                    "operator.prometheus.io/shard": "0",
-                    "prometheus": name,
-                    "statefulset.kubernetes.io/pod-name": pod_name,
+        let mut objects = BTreeMap::new();
+        for (pod_name, pod) in &self.pods {
+            let ready = self.operator != Operator::NeverAvailable
+                && now >= pod.ready_at
+                && pod.deleted.is_none_or(|deleted| now < deleted + self.timing.pod_unready_after);
+            let mut object = json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": pod_name,
+                    "namespace": self.namespace,
+                    "labels": {
+                        "app.kubernetes.io/name": "prometheus",
+                        "app.kubernetes.io/instance": name,
+                        "app.kubernetes.io/managed-by": "prometheus-operator",
+                        "operator.prometheus.io/name": name,
+                        "operator.prometheus.io/shard": shard_of(pod_name),
+                        "prometheus": name,
+                        "statefulset.kubernetes.io/pod-name": pod_name,
+                    },
                 },
-            },
-            "spec": {"containers": [{"name": "prometheus", "ports": [{"name": "web", "containerPort": PROMETHEUS_POD_PORT}]}]},
-            "status": {
-                "phase": "Running",
-                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
-            },
-        });
-        if pod.deleted.is_some() {
-            object["metadata"]["deletionTimestamp"] = json!(micro_time(OffsetDateTime::now_utc()));
-            object["metadata"]["deletionGracePeriodSeconds"] = json!(660);
+                "spec": {"containers": [{"name": "prometheus", "ports": [{"name": "web", "containerPort": PROMETHEUS_POD_PORT}]}]},
+                "status": {
+                    "phase": "Running",
+                    "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+                },
+            });
+            if pod.deleted.is_some() {
+                object["metadata"]["deletionTimestamp"] = json!(micro_time(OffsetDateTime::now_utc()));
+                object["metadata"]["deletionGracePeriodSeconds"] = json!(660);
+            }
+            objects.insert(pod_name.clone(), object);
         }
-        let unchanged = self.objects.get(&collection).and_then(|c| c.get(&pod_name)).is_some_and(|old| {
-            old["status"] == object["status"] && old["metadata"]["deletionTimestamp"].is_null() == pod.deleted.is_none()
-        });
+        let same = |a: &Value, b: &Value| {
+            a["status"] == b["status"]
+                && a["metadata"]["deletionTimestamp"].is_null() == b["metadata"]["deletionTimestamp"].is_null()
+        };
+        let unchanged = match self.objects.get(&collection) {
+            None => objects.is_empty(),
+            Some(c) => {
+                c.len() == objects.len() && objects.iter().all(|(k, v)| c.get(k).is_some_and(|old| same(old, v)))
+            }
+        };
         if !unchanged {
             self.objects.remove(&collection);
-            self.insert(collection, object);
+            for (_, object) in objects {
+                self.insert(collection.clone(), object);
+            }
         }
     }
 
@@ -927,8 +980,8 @@ impl State {
         }
     }
 
-    fn metrics_response(&self) -> Response<Body> {
-        let text = (self.metrics)();
+    fn metrics_response(&self, pod: &str) -> Response<Body> {
+        let text = (self.metrics)(pod);
         Response::builder()
             .status(StatusCode::OK)
             .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
@@ -947,18 +1000,19 @@ impl State {
                 &format!("services \"{service}\" not found (the fake serves only {expected}/proxy/metrics)"),
             );
         }
+        // A ready endpoint, as kube-proxy would pick one at random: here the first.
         let serving =
-            self.objects.get(&self.pod_collection()).into_iter().flat_map(|c| c.values()).any(|p| {
+            self.objects.get(&self.pod_collection()).into_iter().flat_map(|c| c.values()).find(|p| {
                 p["status"]["conditions"][0]["status"] == "True" && p["metadata"]["deletionTimestamp"].is_null()
             });
-        if !serving {
+        let Some(serving) = serving.and_then(|p| p["metadata"]["name"].as_str()).map(str::to_owned) else {
             return status_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
                 &format!("no endpoints available for service \"{name}\""),
             );
-        }
-        self.metrics_response()
+        };
+        self.metrics_response(&serving)
     }
 
     /// The pod proxy: the pod itself while it exists (rule 6).
@@ -976,6 +1030,6 @@ impl State {
                 &format!("error trying to reach service: dial tcp 10.244.1.7:{port}: connect: connection refused"),
             );
         }
-        self.metrics_response()
+        self.metrics_response(pod)
     }
 }

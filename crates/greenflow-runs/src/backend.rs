@@ -146,8 +146,9 @@ pub trait ClusterBackend {
         progress: Progress<'_>,
     ) -> Result<(), BackendError>;
 
-    /// The `/metrics` text of the Prometheus that writes to the sink.
-    async fn prometheus_metrics(&mut self) -> Result<String, BackendError>;
+    /// The `/metrics` text of each Prometheus (pod) that writes to the sink: each has its own queue, and the run is
+    /// drained only when every one is.
+    async fn prometheus_metrics(&mut self) -> Result<Vec<String>, BackendError>;
 
     /// The `remote_name` of the queue that writes to the sink.
     fn remote_name(&self) -> &str;

@@ -27,6 +27,26 @@ pub struct QueueMetrics {
     pub samples_in: Option<f64>,
 }
 
+impl QueueMetrics {
+    /// The queues of several Prometheus pods (shards, replicas) as one: the counts add up, and the newest
+    /// timestamps are the furthest-behind pod's, so "sent past the end" holds only once every queue has sent past
+    /// it. `None` for no queue.
+    pub fn combine(queues: &[QueueMetrics]) -> Option<QueueMetrics> {
+        let first = queues.first()?;
+        let min = |f: fn(&QueueMetrics) -> f64| queues.iter().map(f).fold(f64::INFINITY, f64::min);
+        let sum = |f: fn(&QueueMetrics) -> f64| queues.iter().map(f).sum::<f64>();
+        Some(QueueMetrics {
+            highest_timestamp: min(|q| q.highest_timestamp),
+            highest_sent_timestamp: min(|q| q.highest_sent_timestamp),
+            samples_pending: sum(|q| q.samples_pending),
+            samples_failed: sum(|q| q.samples_failed),
+            samples_dropped: sum(|q| q.samples_dropped),
+            samples_sent: sum(|q| q.samples_sent),
+            samples_in: first.samples_in.map(|_| queues.iter().filter_map(|q| q.samples_in).sum()),
+        })
+    }
+}
+
 /// Why metrics text could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DrainMetricsError {
@@ -189,6 +209,28 @@ pub fn drain_state(at_start: &QueueMetrics, now: &QueueMetrics, end: f64, in_at_
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_queues_are_drained_only_when_each_is() {
+        let queue = |sent: f64, pending: f64, failed: f64| QueueMetrics {
+            highest_timestamp: sent + 1.0,
+            highest_sent_timestamp: sent,
+            samples_pending: pending,
+            samples_failed: failed,
+            samples_sent: 100.0,
+            ..QueueMetrics::default()
+        };
+        assert_eq!(QueueMetrics::combine(&[]), None);
+        let both = QueueMetrics::combine(&[queue(110.0, 0.0, 1.0), queue(95.0, 40.0, 2.0)]).unwrap();
+        assert_eq!((both.highest_sent_timestamp, both.samples_pending, both.samples_failed), (95.0, 40.0, 3.0));
+        assert_eq!(both.samples_sent, 200.0);
+        let start = QueueMetrics::default();
+        assert!(matches!(drain_state(&start, &both, 100.0, None), DrainState::Lossy { .. }));
+        let clean = QueueMetrics::combine(&[queue(110.0, 0.0, 0.0), queue(95.0, 0.0, 0.0)]).unwrap();
+        assert!(matches!(drain_state(&start, &clean, 100.0, None), DrainState::Pending { .. }), "one shard behind");
+        let done = QueueMetrics::combine(&[queue(110.0, 0.0, 0.0), queue(101.0, 0.0, 0.0)]).unwrap();
+        assert_eq!(drain_state(&start, &done, 100.0, None), DrainState::Drained);
+    }
 
     /// As Prometheus 2.42 (agent mode) prints it, read off the real binary.
     const V2: &str = r#"# HELP prometheus_remote_storage_highest_timestamp_in_seconds Highest timestamp that has come into the remote storage via the Appender interface, in seconds since epoch.

@@ -242,8 +242,9 @@ impl ClusterBackend for KubeBackend {
         })
     }
 
-    async fn prometheus_metrics(&mut self) -> Result<String, BackendError> {
-        self.cluster.prometheus_metrics().await.map_err(backend_error)
+    async fn prometheus_metrics(&mut self) -> Result<Vec<String>, BackendError> {
+        let texts = self.cluster.prometheus_metrics_per_pod().await.map_err(backend_error)?;
+        Ok(texts.into_iter().map(|(_, text)| text).collect())
     }
 
     fn remote_name(&self) -> &str {

@@ -175,7 +175,7 @@ impl ClusterBackend for LocalBackend {
         Ok(())
     }
 
-    async fn prometheus_metrics(&mut self) -> Result<String, BackendError> {
+    async fn prometheus_metrics(&mut self) -> Result<Vec<String>, BackendError> {
         let url =
             self.agent_url("/metrics").ok_or_else(|| BackendError::message("the Prometheus agent is not running"))?;
         let response =
@@ -183,7 +183,8 @@ impl ClusterBackend for LocalBackend {
         if !response.status().is_success() {
             return Err(BackendError::message(format!("{url} answered {}", response.status())));
         }
-        response.text().await.map_err(|e| BackendError::other(format!("cannot read {url}"), e))
+        let text = response.text().await.map_err(|e| BackendError::other(format!("cannot read {url}"), e))?;
+        Ok(vec![text])
     }
 
     fn remote_name(&self) -> &str {

@@ -45,8 +45,9 @@ async fn a_whole_run_through_the_trait() {
     assert_eq!(fake.prometheus().unwrap()["spec"]["externalLabels"]["greenflow_run"], "01JRUN");
 
     backend.renew_lock().await.unwrap();
-    let text = backend.prometheus_metrics().await.unwrap();
-    let queue = parse_queue_metrics(&text, backend.remote_name()).unwrap();
+    let texts = backend.prometheus_metrics().await.unwrap();
+    assert_eq!(texts.len(), 1, "one pod, one queue");
+    let queue = parse_queue_metrics(&texts[0], backend.remote_name()).unwrap();
     assert_eq!(queue.samples_failed, 3.0);
 
     backend.scale_down(&|_| {}).await.unwrap();

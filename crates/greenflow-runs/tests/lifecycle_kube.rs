@@ -115,6 +115,7 @@ fn metrics_text(queue: &Queue, generation: Generation) -> String {
 fn simulate_prometheus(fake: FakeApiServer, sink: SinkClient, queue: Arc<Queue>, fail_after_start: u64) {
     tokio::spawn(async move {
         let mut failed_once = false;
+        let mut labelled_since: Option<std::time::Instant> = None;
         loop {
             // The labels the running pod uses: they follow a patch only after the config reload.
             if let Some(mut metric) = fake.running_labels()
@@ -122,11 +123,19 @@ fn simulate_prometheus(fake: FakeApiServer, sink: SinkClient, queue: Arc<Queue>,
             {
                 metric.insert("__name__".into(), "node_load1".into());
                 let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+                let has_run = metric.contains_key("greenflow_run");
                 let series = ImportSeries { metric, values: vec![0.5], timestamps: vec![now_ms] };
                 if sink.import(&[series]).await.is_ok() {
                     queue.sent_ms.store(now_ms as u64, Ordering::SeqCst);
                 }
-                if fail_after_start > 0 && !failed_once {
+                // Failures come a second into the run: after the baseline the lifecycle reads at scale-up.
+                if !has_run {
+                    labelled_since = None;
+                } else if labelled_since.is_none() {
+                    labelled_since = Some(std::time::Instant::now());
+                }
+                let a_second_in = labelled_since.is_some_and(|at| at.elapsed() >= Duration::from_secs(1));
+                if fail_after_start > 0 && !failed_once && a_second_in {
                     failed_once = true;
                     queue.failed.fetch_add(fail_after_start, Ordering::SeqCst);
                 }
@@ -532,4 +541,39 @@ async fn ctrl_c_during_the_readiness_wait_scales_back_down_at_once() {
     assert_eq!(record.status, RunStatus::NotDrained, "{record:?}");
     prometheus_is_scaled_down(&setup.fake);
     assert!(setup.fake.lease().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_shards_the_drain_waits_for_each_queue() {
+    let fake = FakeApiServer::new("monitoring", "greenflow").with_shards(2);
+    let setup = Setup::new(fake, Generation::PerQueue, 0).await;
+    // Shard 1's queue runs 3 s behind shard 0's: the run is drained only once it too has sent past the end.
+    let queue = Arc::clone(&setup.queue);
+    let _ = setup.fake.clone().with_pod_metrics(move |pod| {
+        let text = metrics_text(&queue, Generation::PerQueue);
+        if !pod.contains("-shard-1-") {
+            return text;
+        }
+        let sent = queue.sent_ms.load(Ordering::SeqCst) as f64 / 1000.0;
+        let behind = format!("{}", (sent - 3.0).max(0.0));
+        text.replace(&format!(" {sent}\n"), &format!(" {behind}\n"))
+    });
+    let record = setup.run(&request(Workload::For(Duration::from_secs(1)))).await.unwrap();
+    assert_eq!(record.status, RunStatus::Complete, "{record:?}\n{}", said(&setup));
+    let drain = record.drain.unwrap();
+    assert!(drain.seconds >= 2.5, "drained before shard 1's queue caught up: {drain:?}");
+    let reads: std::collections::BTreeSet<String> = setup
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/proxy/metrics"))
+        .map(|r| r.path.split("/pods/").nth(1).unwrap_or_default().split(':').next().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        reads.into_iter().collect::<Vec<_>>(),
+        [
+            "prometheus-greenflow-kube-prometheus-prometheus-0",
+            "prometheus-greenflow-kube-prometheus-prometheus-shard-1-0"
+        ]
+    );
 }
