@@ -352,7 +352,7 @@ impl KubeCluster {
 
     /// `pod`'s `/metrics` through the API server's pod proxy (no port-forward, works for an agent too). The pod
     /// proxy reaches the pod itself, ready or not, terminating or not, where the service proxy would pick any ready
-    /// endpoint (none while the pod stops, a random one with several). Bounded by [`METRICS_TIMEOUT`].
+    /// endpoint (none while the pod stops, a random one with several). Bounded to 15 s.
     pub async fn pod_metrics(&self, pod: &str) -> Result<String, ClusterError> {
         let path = self.metrics_path(pod);
         let request = http::Request::get(&path).body(Vec::new()).map_err(|e| ClusterError::Io {

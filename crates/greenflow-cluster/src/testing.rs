@@ -35,6 +35,12 @@
 //!    StatefulSet, not on the pod template: `pkg/operator/factory.go`, `WithInputHashAnnotation`; the
 //!    config-reloader sidecar reloads the mounted config): the running Prometheus uses a change of
 //!    `spec.externalLabels` only [`Timing::reload_after`] after the patch ([`FakeApiServer::running_labels`]).
+//! 7. **Server-side apply owns fields** (Kubernetes `staging/src/k8s.io/apimachinery/pkg/util/managedfields`;
+//!    "Conflicts" in the server-side apply documentation): a merge patch with `fieldManager` makes that manager the
+//!    owner of `spec.replicas`; an apply patch (`application/apply-patch+yaml`) from another manager that sets it to
+//!    another value fails with 409 `Apply failed with 1 conflict: conflict with "<owner>"...: .spec.replicas`
+//!    unless `force=true`, which takes the field over. The same value is shared, not a conflict. (Helm 4 upgrades
+//!    with server-side apply and without forcing conflicts.)
 //! 6. **The service proxy uses ready endpoints only** (the endpoints controller leaves out terminating and unready
 //!    pods): 503 "no endpoints available" otherwise. **The pod proxy reaches the pod itself** while its container
 //!    runs, ready or not, terminating or not.
@@ -158,6 +164,8 @@ struct State {
     pods: BTreeMap<String, PodLife>,
     /// Pods a scale-up wants whose predecessor of the same name still terminates.
     pods_wanted: std::collections::BTreeSet<String>,
+    /// The field manager that owns the Prometheus resource's `spec.replicas` (rule 7).
+    replicas_owner: Option<String>,
     /// `spec.externalLabels` after each change, with when it was made (rule 5).
     label_history: Vec<(Instant, BTreeMap<String, String>)>,
 }
@@ -217,6 +225,7 @@ impl FakeApiServer {
             timing: Timing::default(),
             pods: BTreeMap::new(),
             pods_wanted: Default::default(),
+            replicas_owner: Some("helm".into()),
             label_history: vec![(Instant::now(), BTreeMap::from([("greenflow_deployment".into(), "default".into())]))],
         };
         let fake = Self { state: Arc::new(Mutex::new(state)) };
@@ -486,6 +495,20 @@ impl FakeApiServer {
         let body: Value =
             if body.is_empty() { Value::Null } else { serde_json::from_slice(body).unwrap_or(Value::Null) };
         state.refresh(Instant::now());
+        let apply = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.to_str().is_ok_and(|v| v.starts_with("application/apply-patch")));
+        if method == "PATCH" && path.starts_with(&state.prometheus_collection()) {
+            if apply {
+                if let Some(conflict) = state.apply_conflict(&query, &body) {
+                    return conflict;
+                }
+            } else if body["spec"]["replicas"].is_i64() {
+                // A merge patch takes the fields it sets for its manager (rule 7).
+                state.replicas_owner = Some(query_param(&query, "fieldManager").unwrap_or_else(|| "unknown".into()));
+            }
+        }
         state.route(&method, &path, &query, body)
     }
 }
@@ -748,6 +771,34 @@ impl State {
             self.objects.remove(&collection);
             for (_, object) in objects {
                 self.insert(collection.clone(), object);
+            }
+        }
+    }
+
+    /// Rule 7 for a patch of the Prometheus resource: records who owns `spec.replicas`; for an apply patch that
+    /// sets it to another value than its owner's, without `force=true`, the 409 a real API server answers.
+    fn apply_conflict(&mut self, query: &str, body: &Value) -> Option<Response<Body>> {
+        let manager = query_param(query, "fieldManager").unwrap_or_else(|| "unknown".into());
+        let force = query_param(query, "force").as_deref() == Some("true");
+        let wanted = body["spec"]["replicas"].as_i64()?;
+        let current = self
+            .objects
+            .get(&self.prometheus_collection())
+            .and_then(|c| c.values().next())
+            .and_then(|o| o["spec"]["replicas"].as_i64());
+        match &self.replicas_owner {
+            Some(owner) if *owner != manager && current != Some(wanted) && !force => Some(status_response(
+                StatusCode::CONFLICT,
+                "Conflict",
+                &format!(
+                    "Apply failed with 1 conflict: conflict with \"{owner}\" using monitoring.coreos.com/v1: .spec.replicas"
+                ),
+            )),
+            _ => {
+                if current != Some(wanted) || self.replicas_owner.is_none() {
+                    self.replicas_owner = Some(manager);
+                }
+                None
             }
         }
     }

@@ -738,3 +738,33 @@ async fn every_request_is_allowed_by_the_printed_rbac_and_every_rule_is_used() {
         }
     }
 }
+
+#[tokio::test]
+async fn helm_4_s_server_side_apply_conflicts_with_a_run_over_the_replicas() {
+    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+    let fake = FakeApiServer::new(NS, RELEASE).with_stale_reads(0);
+    let cluster = fake.cluster();
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("monitoring.coreos.com", "v1", "Prometheus"),
+        "prometheuses",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(cluster.client().clone(), NS, &resource);
+    let name = prometheus_name(RELEASE);
+    let chart = json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "Prometheus", "spec": {"replicas": 0}});
+    // A run owns spec.replicas = 1 (greenflow's merge patch, field manager `greenflow`).
+    cluster.scale(1, &labels(&[("greenflow_run", "r")]), &[]).await.unwrap();
+    let err = api.patch(&name, &PatchParams::apply("helm"), &Patch::Apply(&chart)).await.unwrap_err();
+    assert!(matches!(&err, kube::Error::Api(status) if status.code == 409), "{err}");
+    assert!(
+        err.to_string().contains("conflict with \"greenflow\"") && err.to_string().contains(".spec.replicas"),
+        "{err}"
+    );
+    assert_eq!(fake.prometheus().unwrap()["spec"]["replicas"], 1, "the run's Prometheus stays up");
+    // After the run the value is the chart's again: the same value is shared, no conflict.
+    cluster.scale(0, &BTreeMap::new(), &["greenflow_run".to_owned()]).await.unwrap();
+    api.patch(&name, &PatchParams::apply("helm"), &Patch::Apply(&chart)).await.unwrap();
+    // Forcing takes the field over (what greenflow never asks helm to do).
+    cluster.scale(1, &BTreeMap::new(), &[]).await.unwrap();
+    api.patch(&name, &PatchParams::apply("helm").force(), &Patch::Apply(&chart)).await.unwrap();
+    assert_eq!(fake.prometheus().unwrap()["spec"]["replicas"], 0);
+}

@@ -160,7 +160,7 @@ impl DetachedCluster {
     }
 
     /// Stops it: SIGTERM to the supervisor, which stops the agent (flushing its queue for at most its flush
-    /// deadline) and node-exporter; SIGKILL after [`STOP_TIMEOUT`].
+    /// deadline) and node-exporter; SIGKILL after 20 s.
     pub async fn stop(&mut self) {
         let target = pid(self.state.supervisor_pid);
         let _ = kill(target, Signal::SIGTERM);

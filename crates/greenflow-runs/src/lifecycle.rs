@@ -261,15 +261,7 @@ pub async fn run<B: ClusterBackend>(
         queue_at_start: None,
         cluster_left_running: false,
     };
-    let mut active = ActiveRun {
-        backend,
-        ctx,
-        request,
-        record,
-        last_renewal: Instant::now(),
-        pending_markers: Vec::new(),
-        lock_lost: None,
-    };
+    let mut active = ActiveRun::new(backend, ctx, request, record);
     if let Err(err) = active.save() {
         active.release().await;
         return Err(err);
@@ -290,15 +282,7 @@ pub async fn recover<B: ClusterBackend>(
     backend.preflight().await?;
     let reporter = ctx.reporter;
     backend.acquire_lock(&record.id, &holder, &|line: &str| reporter.update(line)).await?;
-    let mut active = ActiveRun {
-        backend,
-        ctx,
-        request,
-        record,
-        last_renewal: Instant::now(),
-        pending_markers: Vec::new(),
-        lock_lost: None,
-    };
+    let mut active = ActiveRun::new(backend, ctx, request, record);
     let end = active.record.end.unwrap_or_else(now);
     active.record.end = Some(end);
     active.queue_marker("end", end);
@@ -331,7 +315,19 @@ struct Active {
     error: Option<String>,
 }
 
-impl<B: ClusterBackend> ActiveRun<'_, '_, '_, B> {
+impl<'r, 'c, 'a, B: ClusterBackend> ActiveRun<'r, 'c, 'a, B> {
+    fn new(backend: &'r mut B, ctx: &'r mut RunContext<'c>, request: &'a RunRequest, record: RunRecord) -> Self {
+        Self {
+            backend,
+            ctx,
+            request,
+            record,
+            last_renewal: Instant::now(),
+            pending_markers: Vec::new(),
+            lock_lost: None,
+        }
+    }
+
     fn reporter(&self) -> &dyn Reporter {
         self.ctx.reporter
     }
