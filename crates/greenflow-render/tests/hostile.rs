@@ -137,8 +137,13 @@ proptest! {
                 prop_assert!(sets.iter().any(|set| set == std::slice::from_ref(&username)), "{:?}", sets);
                 // Nothing else moved: the same routes as for a plain name.
                 let plain = caddy_adapt(&render_caddyfile(&base_caddy()).unwrap());
-                let strip = |v: &serde_json::Value| v.to_string().replace(&serde_json::to_string(&username).unwrap(), "\"U\"").replace("\"greenflow\"", "\"U\"");
-                prop_assert_eq!(strip(&json), strip(&plain));
+                let quoted = serde_json::to_string(&username).unwrap();
+                let strip = |v: &serde_json::Value| v.to_string().replace(&quoted, "\"U\"").replace("\"greenflow\"", "\"U\"");
+                // A name whose JSON form is also a fragment of the plain config (`":"`) cannot be swapped out by
+                // text: the account checks above cover it.
+                if !plain.to_string().contains(&quoted) {
+                    prop_assert_eq!(strip(&json), strip(&plain));
+                }
             }
         }
     }
