@@ -851,15 +851,25 @@ const PAST_LATENCY_OFFSET: f64 = 60.0;
 /// to queries for "now"; measured on 1.79 and 1.145: a sample 0 s old is missing from a query without `time` and
 /// present with `time` = now + 60 s).
 async fn newest_stored(sink: &SinkClient, selector: &str, start: OffsetDateTime) -> Result<Option<f64>, SinkError> {
-    let at = unix(now()) + PAST_LATENCY_OFFSET;
-    let window = window_since(start) + PAST_LATENCY_OFFSET as u64;
-    Ok(sink.query_at(&format!("max(tlast_over_time({selector}[{window}s]))"), Some(at)).await?.first().map(|s| s.value))
+    newest_at(sink, selector, start, PAST_LATENCY_OFFSET).await
 }
 
 /// The timestamp of the run's newest sample that queries show now (seconds).
 async fn newest_sample(sink: &SinkClient, selector: &str, start: OffsetDateTime) -> Result<Option<f64>, SinkError> {
-    let window = window_since(start);
-    sink.query_value(&format!("max(tlast_over_time({selector}[{window}s]))")).await
+    newest_at(sink, selector, start, 0.0).await
+}
+
+/// The newest timestamp of `selector` since `start`, queried `ahead` seconds past now (0: for now, as graphs ask).
+async fn newest_at(
+    sink: &SinkClient,
+    selector: &str,
+    start: OffsetDateTime,
+    ahead: f64,
+) -> Result<Option<f64>, SinkError> {
+    let window = window_since(start) + ahead as u64;
+    let query = format!("max(tlast_over_time({selector}[{window}s]))");
+    let at = (ahead > 0.0).then(|| unix(now()) + ahead);
+    Ok(sink.query_at(&query, at).await?.first().map(|s| s.value))
 }
 
 /// Series and samples of the run in the sink now.
