@@ -12,14 +12,24 @@ use serde_json::Value;
 
 /// A free port on 127.0.0.1, below the kernel's ephemeral range (32768 and up) so that outgoing connections of
 /// parallel tests cannot take it between this check and the bind.
+///
+/// Ports are drawn from one sequence per process: a seed fixed at the first call, stepped by a prime that shares
+/// no factor with the range's size, so no port is handed out twice by one test (a port handed out is not yet bound,
+/// so the bind check alone could not tell).
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    const RANGE: u32 = 12_000;
+    static SEED: OnceLock<u32> = OnceLock::new();
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let seed = std::process::id().wrapping_mul(7919) ^ nanos;
+    let seed = *SEED.get_or_init(|| {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        std::process::id().wrapping_mul(7919) ^ nanos
+    });
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = 20_000 + ((seed.wrapping_add(n.wrapping_mul(104_729))) % 12_000) as u16;
+        assert!(n < RANGE, "no free port left in 20000..32000");
+        let port = 20_000 + ((seed % RANGE + n * 104_729 % RANGE) % RANGE) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
