@@ -19,6 +19,24 @@ pub enum ClusterError {
     /// The settings are not usable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The sidecar route needs a Tailscale auth key.
+    #[error(
+        "cluster.reach `sidecar`: {problem}: create a reusable, ephemeral, pre-approved auth key tagged \
+         tag:greenflow (Tailscale admin console, Settings > Keys), put it in .secrets.env as TS_AUTHKEY, and run \
+         `greenflow cluster install` again; or choose another cluster.reach"
+    )]
+    NoAuthKey {
+        /// What is wrong with it (never its value).
+        problem: String,
+    },
+    /// The route (`cluster.reach`) does not fit the sink's address or lacks a setting.
+    #[error("cluster.reach `{reach}`: {fix}")]
+    Route {
+        /// The route.
+        reach: greenflow_config::Reach,
+        /// What is wrong and how to fix it.
+        fix: String,
+    },
     /// Rendering failed.
     #[error(transparent)]
     Render(#[from] RenderError),

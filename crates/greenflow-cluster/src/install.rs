@@ -122,13 +122,22 @@ pub struct InstallPlan {
     pub values: String,
     /// The kubeconfig context, passed to helm.
     pub kube_context: Option<String>,
+    /// The route to the sink.
+    pub route: Option<crate::Route>,
+    /// The Secret for the Tailscale sidecar's auth key (key `TS_AUTHKEY`), when the route has a sidecar.
+    pub auth_key_secret: Option<String>,
+    /// The auth-key Secret's configured name, which `uninstall` removes whatever the route.
+    pub auth_key_secret_name: String,
 }
 
 impl InstallPlan {
-    /// Finds helm and renders the values; fails before anything is changed.
-    pub fn new(settings: &Settings) -> Result<Self, ClusterError> {
+    /// Finds helm and renders the values (`sink_ip`: see [`crate::route`]); fails before anything is changed.
+    pub fn new(settings: &Settings, sink_ip: Option<std::net::IpAddr>) -> Result<Self, ClusterError> {
         let mut plan = Self::without_values(settings)?;
-        plan.values = crate::helm_values(settings)?;
+        let route = crate::route(settings, sink_ip)?;
+        plan.auth_key_secret = route.sidecar.as_ref().map(|s| s.auth_key_secret.clone());
+        plan.route = Some(route);
+        plan.values = crate::helm_values(settings, sink_ip)?;
         Ok(plan)
     }
 
@@ -146,6 +155,9 @@ impl InstallPlan {
             username: settings.config.sink.writer_username(),
             values,
             kube_context: cluster.context.clone(),
+            route: None,
+            auth_key_secret: None,
+            auth_key_secret_name: cluster.tailscale.auth_key_secret.clone(),
         })
     }
 
@@ -203,7 +215,19 @@ impl InstallPlan {
             "2. create or update the Secret {}/{} (keys: username={}, password=[redacted])",
             self.namespace, self.secret_name, self.username
         );
-        let _ = writeln!(text, "3. run: {}", self.helm.command_line(&self.helm_args(values_file)));
+        let mut step = 3;
+        if let Some(name) = &self.auth_key_secret {
+            let _ = writeln!(
+                text,
+                "3. create or update the Secret {}/{name} (key: TS_AUTHKEY=[redacted], from TS_AUTHKEY)",
+                self.namespace
+            );
+            step = 4;
+        }
+        let _ = writeln!(text, "{step}. run: {}", self.helm.command_line(&self.helm_args(values_file)));
+        if let Some(route) = &self.route {
+            let _ = writeln!(text, "\nroute: {}", route.describe());
+        }
         let _ = writeln!(text, "\nvalues:\n---");
         text.push_str(&self.values);
         if !self.values.ends_with('\n') {
@@ -242,6 +266,8 @@ pub struct InstallReport {
     pub namespace: Change,
     /// The Secret step.
     pub secret: Change,
+    /// The Tailscale auth-key Secret step, for the sidecar route.
+    pub auth_key_secret: Option<Change>,
     /// The helm version used.
     pub helm_version: String,
     /// The Kubernetes version of the cluster.
@@ -265,7 +291,14 @@ impl KubeCluster {
     /// Installs (or upgrades) greenflow's release: checks helm and the API server first, then ensures the namespace,
     /// creates or updates the remote-write Secret with `password`, and runs `helm upgrade --install` with the values
     /// in a temporary file. Idempotent.
-    pub async fn install(&self, plan: &InstallPlan, password: &Secret) -> Result<InstallReport, ClusterError> {
+    /// `auth_key` is the Tailscale auth key the sidecar route needs ([`ClusterError::NoAuthKey`] without it).
+    pub async fn install(
+        &self,
+        plan: &InstallPlan,
+        password: &Secret,
+        auth_key: Option<&Secret>,
+    ) -> Result<InstallReport, ClusterError> {
+        plan.check_auth_key(auth_key)?;
         let helm = plan.helm.clone();
         let helm_version = blocking(move || helm.version()).await?;
         let kubernetes_version = self.kubernetes_version().await?;
@@ -274,6 +307,16 @@ impl KubeCluster {
         self.refuse_while_locked().await?;
         let namespace = self.ensure_namespace().await?;
         let secret = self.apply_remote_write_secret(&plan.username, password).await?;
+        let auth_key_secret = match (&plan.auth_key_secret, auth_key) {
+            (Some(name), Some(key)) => Some(
+                self.apply_secret(
+                    name,
+                    BTreeMap::from([("TS_AUTHKEY".to_owned(), ByteString(key.expose().as_bytes().to_vec()))]),
+                )
+                .await?,
+            ),
+            _ => None,
+        };
         let mut values_file = tempfile::Builder::new()
             .prefix("greenflow-values-")
             .suffix(".yaml")
@@ -285,7 +328,7 @@ impl KubeCluster {
         let helm = plan.helm.clone();
         let helm_output = blocking(move || helm.run(&args)).await?;
         drop(values_file);
-        Ok(InstallReport { namespace, secret, helm_version, kubernetes_version, helm_output })
+        Ok(InstallReport { namespace, secret, auth_key_secret, helm_version, kubernetes_version, helm_output })
     }
 
     /// [`ClusterError::LockHeld`] while a run holds the experiment lock.
@@ -310,6 +353,7 @@ impl KubeCluster {
         let helm = plan.helm.clone();
         let helm_output = blocking(move || helm.run(&args)).await?;
         let secret_deleted = self.delete_remote_write_secret().await?;
+        self.delete_secret(&plan.auth_key_secret_name).await?;
         let lease_deleted = self.delete_lease().await?;
         Ok(UninstallReport { helm_output, secret_deleted, lease_deleted })
     }
@@ -333,20 +377,25 @@ impl KubeCluster {
 
     /// Creates or updates the remote-write Secret (keys `username` and `password`).
     pub async fn apply_remote_write_secret(&self, username: &str, password: &Secret) -> Result<Change, ClusterError> {
-        let api: Api<KubeSecret> = Api::namespaced(self.client.clone(), &self.names.namespace);
-        let name = &self.names.remote_write_secret;
-        let reference = format!("{}/{name}", self.names.namespace);
         let data = BTreeMap::from([
             ("username".to_owned(), ByteString(username.as_bytes().to_vec())),
             ("password".to_owned(), ByteString(password.expose().as_bytes().to_vec())),
         ]);
+        let name = self.names.remote_write_secret.clone();
+        self.apply_secret(&name, data).await
+    }
+
+    /// Creates the Secret `name` with `data`, or updates its keys in `data` (others are kept).
+    async fn apply_secret(&self, name: &str, data: BTreeMap<String, ByteString>) -> Result<Change, ClusterError> {
+        let api: Api<KubeSecret> = Api::namespaced(self.client.clone(), &self.names.namespace);
+        let reference = format!("{}/{name}", self.names.namespace);
         let existing =
             api.get_opt(name).await.map_err(|e| ClusterError::api(format!("read the Secret {reference}"), e))?;
         match existing {
             None => {
                 let secret = KubeSecret {
                     metadata: ObjectMeta {
-                        name: Some(name.clone()),
+                        name: Some(name.to_owned()),
                         labels: Some(BTreeMap::from([(
                             "app.kubernetes.io/managed-by".to_owned(),
                             "greenflow".to_owned(),
@@ -363,9 +412,10 @@ impl KubeCluster {
                 Ok(Change::Created)
             }
             Some(mut secret) => {
-                let same = secret.data.as_ref().is_some_and(|d| {
-                    d.get("username") == data.get("username") && d.get("password") == data.get("password")
-                });
+                let same = secret
+                    .data
+                    .as_ref()
+                    .is_some_and(|existing| data.iter().all(|(key, value)| existing.get(key) == Some(value)));
                 if same && secret.string_data.is_none() {
                     return Ok(Change::Unchanged);
                 }
@@ -383,15 +433,42 @@ impl KubeCluster {
 
     /// Deletes the remote-write Secret. Not an error when it is gone.
     pub async fn delete_remote_write_secret(&self) -> Result<bool, ClusterError> {
+        let name = self.names.remote_write_secret.clone();
+        self.delete_secret(&name).await
+    }
+
+    /// Deletes the Secret `name`; false when it was not there.
+    async fn delete_secret(&self, name: &str) -> Result<bool, ClusterError> {
         let api: Api<KubeSecret> = Api::namespaced(self.client.clone(), &self.names.namespace);
-        match api.delete(&self.names.remote_write_secret, &DeleteParams::default()).await {
+        match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => Ok(true),
             Err(err) if api_code(&err) == Some(404) => Ok(false),
-            Err(source) => Err(ClusterError::api(
-                format!("delete the Secret {}/{}", self.names.namespace, self.names.remote_write_secret),
-                source,
-            )),
+            Err(source) => Err(ClusterError::api(format!("delete the Secret {}/{name}", self.names.namespace), source)),
         }
+    }
+}
+
+impl InstallPlan {
+    /// For a route with a sidecar, checks its auth key without showing it: present, and shaped like one
+    /// (`tskey-auth-...`, or an OAuth client secret `tskey-client-...`).
+    pub fn check_auth_key(&self, auth_key: Option<&Secret>) -> Result<(), ClusterError> {
+        if self.auth_key_secret.is_none() {
+            return Ok(());
+        }
+        check_auth_key(auth_key)
+    }
+}
+
+fn check_auth_key(auth_key: Option<&Secret>) -> Result<(), ClusterError> {
+    match auth_key {
+        None => Err(ClusterError::NoAuthKey { problem: "TS_AUTHKEY is not set".into() }),
+        Some(key) if !key.expose().starts_with("tskey-") || key.expose().chars().any(|c| c.is_whitespace()) => {
+            Err(ClusterError::NoAuthKey {
+                problem: "TS_AUTHKEY does not look like a Tailscale auth key (tskey-auth-... or tskey-client-...)"
+                    .into(),
+            })
+        }
+        Some(_) => Ok(()),
     }
 }
 

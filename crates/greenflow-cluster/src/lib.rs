@@ -16,6 +16,7 @@ mod kube_cluster;
 mod lease;
 mod prometheus;
 pub mod rbac;
+mod route;
 mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -27,12 +28,13 @@ pub use lease::LeaseInfo;
 pub use prometheus::{
     Condition, PROMETHEUS_APP_LABEL, PROMETHEUS_POD_PORT, PROMETHEUS_PORT_NAME, PrometheusInfo, PrometheusPod,
 };
+pub use route::{FUNNEL_PORTS, Route, default_reach, route, sidecar_hostname};
 pub use status::{ClusterStatus, ReleaseInfo, one_line};
 
 use std::time::Duration;
 
 use greenflow_config::Settings;
-use greenflow_render::{HelmRemoteWrite, HelmValuesInput, QueueConfig, render_helm_values};
+use greenflow_render::{HelmRemoteWrite, HelmValuesInput, HostAlias, QueueConfig, render_helm_values};
 
 /// The name of the remote-write queue (the `remoteWrite` entry) that writes to the sink; Prometheus' metrics carry
 /// it as `remote_name`.
@@ -49,9 +51,10 @@ pub const CLUSTER_FLUSH_DEADLINE: Duration = Duration::from_secs(600);
 /// SIGKILL never cuts a flush short.
 pub const CLUSTER_TERMINATION_GRACE: Duration = Duration::from_secs(660);
 
-/// The kube-prometheus-stack values for these settings.
-pub fn helm_values(settings: &Settings) -> Result<String, ClusterError> {
-    let public = settings.public_address()?.ok_or(ClusterError::NoPublicAddress)?;
+/// The kube-prometheus-stack values for these settings, with the route for `cluster.reach` (`sink_ip`: the sink's
+/// tailnet IP for the `nodes` route, see [`route`]).
+pub fn helm_values(settings: &Settings, sink_ip: Option<std::net::IpAddr>) -> Result<String, ClusterError> {
+    let route = route(settings, sink_ip)?;
     let cluster = &settings.config.cluster;
     let rw = &settings.config.remote_write;
     let input = HelmValuesInput {
@@ -61,14 +64,22 @@ pub fn helm_values(settings: &Settings) -> Result<String, ClusterError> {
         node_selector: cluster.node_selector.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         remote_write: vec![HelmRemoteWrite {
             name: REMOTE_NAME.into(),
-            url: public.remote_write_url.clone(),
+            url: route.url.clone(),
             secret_name: cluster.remote_write_secret.clone(),
-            tls_server_name: cluster.tls_server_name.clone(),
+            tls_server_name: route.tls_server_name.clone(),
+            proxy_url: route.proxy_url.clone(),
         }],
         queue: QueueConfig::from(rw),
         scaphandre: cluster.scaphandre,
         termination_grace_period: CLUSTER_TERMINATION_GRACE,
         storage: cluster.storage.as_ref().map(|s| (s.size.clone(), s.class.clone())),
+        sidecar: route.sidecar.clone(),
+        egress: route.egress.clone(),
+        host_aliases: route
+            .host_aliases
+            .iter()
+            .map(|(ip, name)| HostAlias { ip: ip.to_string(), hostnames: vec![name.clone()] })
+            .collect(),
     };
     Ok(render_helm_values(&input, &cluster.extra_values)?)
 }

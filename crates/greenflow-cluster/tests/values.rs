@@ -22,7 +22,7 @@ fn settings(yaml: &str, env: &[(&str, &str)]) -> Settings {
 }
 
 fn values(yaml: &str) -> Value {
-    let text = greenflow_cluster::helm_values(&settings(yaml, &[])).unwrap();
+    let text = greenflow_cluster::helm_values(&settings(yaml, &[]), None).unwrap();
     serde_yaml::from_str(&text).unwrap()
 }
 
@@ -45,13 +45,13 @@ fn the_queue_survives_the_pod_only_with_cluster_storage() {
 
 #[test]
 fn values_snapshot() {
-    insta::assert_snapshot!(greenflow_cluster::helm_values(&settings(FULL, &[])).unwrap());
+    insta::assert_snapshot!(greenflow_cluster::helm_values(&settings(FULL, &[]), None).unwrap());
 }
 
 #[test]
 fn the_password_is_referenced_never_included() {
     let settings = settings(FULL, &[("GREENFLOW_SINK_PASSWORD", "hunter2-very-secret")]);
-    let text = greenflow_cluster::helm_values(&settings).unwrap();
+    let text = greenflow_cluster::helm_values(&settings, None).unwrap();
     assert!(!text.contains("hunter2"));
     let doc: Value = serde_yaml::from_str(&text).unwrap();
     let auth = &doc["prometheus"]["prometheusSpec"]["remoteWrite"][0]["basicAuth"];
@@ -81,7 +81,7 @@ fn what_a_run_relies_on() {
 
 #[test]
 fn no_public_address_is_a_clear_error() {
-    let err = greenflow_cluster::helm_values(&settings("", &[])).unwrap_err().to_string();
+    let err = greenflow_cluster::helm_values(&settings("", &[]), None).unwrap_err().to_string();
     assert!(err.contains("sink.public_host") && err.contains("NODENAME"), "{err}");
 }
 
@@ -220,7 +220,7 @@ proptest! {
             prop_assert!(err.contains("cluster.deployment"), "{err}");
             return Ok(());
         };
-        let text = greenflow_cluster::helm_values(&settings).unwrap();
+        let text = greenflow_cluster::helm_values(&settings, None).unwrap();
         let doc: Value = serde_yaml::from_str(&text).unwrap();
         let spec = &doc["prometheus"]["prometheusSpec"];
         prop_assert_eq!(spec["externalLabels"]["greenflow_deployment"].as_str(), Some(deployment.as_str()));
@@ -254,5 +254,177 @@ fn the_crd_check_catches_what_it_should() {
         let schema = spec_schema.clone();
         let caught = std::panic::catch_unwind(move || validate(&spec, &schema, "prometheusSpec")).is_err();
         assert!(caught, "{what} was not caught");
+    }
+}
+
+/// The Prometheus spec of `yaml`'s values, as the chart hands it to the Prometheus resource, checked against the
+/// pinned CRD.
+fn crd_checked_spec(yaml: &str, sink_ip: Option<std::net::IpAddr>) -> Value {
+    let crd: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(reference_dir().join("crd-prometheuses.yaml")).unwrap()).unwrap();
+    let spec_schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let text = greenflow_cluster::helm_values(&settings(yaml, &[]), sink_ip).unwrap();
+    let doc: Value = serde_yaml::from_str(&text).unwrap();
+    let reference: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(reference_dir().join("values.yaml")).unwrap()).unwrap();
+    assert_paths_exist(&doc, &reference, "");
+    let mut spec = doc["prometheus"]["prometheusSpec"].clone();
+    for key in CHART_ONLY {
+        spec.as_mapping_mut().unwrap().remove(key);
+    }
+    validate(&spec, spec_schema, "prometheusSpec");
+    doc
+}
+
+const TAILNET: &str = "sink:\n  public_host: laptop.tail1234.ts.net\n";
+
+#[test]
+fn a_tailnet_name_means_a_tailscale_sidecar_with_its_proxy() {
+    let doc = crd_checked_spec(TAILNET, None);
+    let spec = &doc["prometheus"]["prometheusSpec"];
+    let rw = &spec["remoteWrite"][0];
+    assert_eq!(rw["url"].as_str(), Some("https://laptop.tail1234.ts.net/vm/api/v1/write"));
+    assert_eq!(rw["proxyUrl"].as_str(), Some("http://127.0.0.1:1055"));
+    let sidecars = spec["initContainers"].as_sequence().unwrap();
+    assert_eq!(sidecars.len(), 1);
+    let ts = &sidecars[0];
+    assert_eq!(ts["name"].as_str(), Some("tailscale"));
+    // A native sidecar: it outlives Prometheus' last flush at scale-down.
+    assert_eq!(ts["restartPolicy"].as_str(), Some("Always"));
+    let image = ts["image"].as_str().unwrap();
+    assert!(image.starts_with("ghcr.io/tailscale/tailscale:v1."), "pinned by version: {image}");
+    let env: std::collections::BTreeMap<&str, &Value> =
+        ts["env"].as_sequence().unwrap().iter().map(|e| (e["name"].as_str().unwrap(), e)).collect();
+    // cmd/containerboot/settings.go: these names, and an explicitly empty TS_KUBE_SECRET for state in memory.
+    assert_eq!(env["TS_USERSPACE"]["value"].as_str(), Some("true"));
+    assert_eq!(env["TS_KUBE_SECRET"]["value"].as_str(), Some(""));
+    assert_eq!(env["TS_OUTBOUND_HTTP_PROXY_LISTEN"]["value"].as_str(), Some("127.0.0.1:1055"));
+    assert_eq!(env["TS_HOSTNAME"]["value"].as_str(), Some("greenflow-default"));
+    assert!(!env.contains_key("TS_STATE_DIR"), "state must not outlive the pod");
+    let key = &env["TS_AUTHKEY"]["valueFrom"]["secretKeyRef"];
+    assert_eq!(key["name"].as_str(), Some("greenflow-tailscale-auth"));
+    assert_eq!(key["key"].as_str(), Some("TS_AUTHKEY"));
+    assert!(ts["resources"]["requests"]["cpu"].is_string() && ts["resources"]["limits"]["memory"].is_string());
+    assert_eq!(ts["startupProbe"]["httpGet"]["path"].as_str(), Some("/healthz"));
+}
+
+#[test]
+fn funnel_and_direct_write_to_the_url_with_nothing_in_the_pod() {
+    for (yaml, url) in [
+        (format!("{TAILNET}cluster:\n  reach: funnel\n"), "https://laptop.tail1234.ts.net/vm/api/v1/write"),
+        (
+            "sink:\n  public_host: https://sink.example.org:8443\n".to_owned(),
+            "https://sink.example.org:8443/vm/api/v1/write",
+        ),
+    ] {
+        let doc = crd_checked_spec(&yaml, None);
+        let spec = &doc["prometheus"]["prometheusSpec"];
+        assert_eq!(spec["remoteWrite"][0]["url"].as_str(), Some(url));
+        assert!(spec["remoteWrite"][0].get("proxyUrl").is_none());
+        assert!(spec.get("initContainers").is_none() && spec.get("hostAliases").is_none());
+        assert!(doc.get("extraManifests").is_none());
+    }
+}
+
+#[test]
+fn nodes_resolve_the_tailnet_name_to_the_sinks_tailnet_ip_in_the_pod() {
+    let yaml = format!("{TAILNET}cluster:\n  reach: nodes\n");
+    let doc = crd_checked_spec(&yaml, Some("100.101.102.103".parse().unwrap()));
+    let spec = &doc["prometheus"]["prometheusSpec"];
+    // The URL, the TLS name and the Host header stay the name Caddy serves; only resolution changes.
+    assert_eq!(spec["remoteWrite"][0]["url"].as_str(), Some("https://laptop.tail1234.ts.net/vm/api/v1/write"));
+    assert_eq!(spec["hostAliases"][0]["ip"].as_str(), Some("100.101.102.103"));
+    assert_eq!(spec["hostAliases"][0]["hostnames"][0].as_str(), Some("laptop.tail1234.ts.net"));
+    // A configured address wins over the one read from this machine.
+    let given = format!("{yaml}  tailscale:\n    sink_ip: 100.64.0.7\n");
+    let doc = crd_checked_spec(&given, Some("100.101.102.103".parse().unwrap()));
+    assert_eq!(doc["prometheus"]["prometheusSpec"]["hostAliases"][0]["ip"].as_str(), Some("100.64.0.7"));
+    let err = greenflow_cluster::helm_values(&settings(&yaml, &[]), None).unwrap_err().to_string();
+    assert!(err.contains("cluster.reach `nodes`") && err.contains("cluster.tailscale.sink_ip"), "{err}");
+}
+
+#[test]
+fn operator_writes_to_an_egress_service_with_the_tailnet_tls_name() {
+    let doc = crd_checked_spec(&format!("{TAILNET}cluster:\n  reach: operator\n"), None);
+    let rw = &doc["prometheus"]["prometheusSpec"]["remoteWrite"][0];
+    assert_eq!(rw["url"].as_str(), Some("https://greenflow-sink.monitoring.svc.cluster.local/vm/api/v1/write"));
+    assert_eq!(rw["tlsConfig"]["serverName"].as_str(), Some("laptop.tail1234.ts.net"));
+    let service = &doc["extraManifests"][0];
+    assert_eq!(service["kind"].as_str(), Some("Service"));
+    assert_eq!(service["metadata"]["name"].as_str(), Some("greenflow-sink"));
+    // cmd/k8s-operator/sts.go: the annotation; svc.go: the operator overwrites externalName.
+    assert_eq!(
+        service["metadata"]["annotations"]["tailscale.com/tailnet-fqdn"].as_str(),
+        Some("laptop.tail1234.ts.net")
+    );
+    assert_eq!(service["spec"]["type"].as_str(), Some("ExternalName"));
+    assert_eq!(service["spec"]["ports"][0]["port"].as_u64(), Some(443));
+}
+
+#[test]
+fn a_route_that_needs_a_tailnet_name_refuses_another_address() {
+    for reach in ["sidecar", "funnel", "nodes", "operator"] {
+        let yaml = format!("sink:\n  public_host: https://sink.example.org\ncluster:\n  reach: {reach}\n");
+        let err = greenflow_cluster::helm_values(&settings(&yaml, &[]), None).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("cluster.reach `{reach}`: ")), "{err}");
+        assert!(err.contains("tailnet name") && err.contains("cluster.reach: direct"), "{err}");
+    }
+    let yaml = "sink:\n  public_host: https://laptop.tail1234.ts.net:9443\ncluster:\n  reach: funnel\n";
+    let err = greenflow_cluster::helm_values(&settings(yaml, &[]), None).unwrap_err().to_string();
+    assert!(err.contains("443, 8443 and 10000"), "{err}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Whatever the deployment is called, the sidecar's node name is a DNS label; a hostile configured name is
+    /// refused naming its key.
+    #[test]
+    fn sidecar_names_are_dns_labels_or_refused(deployment in hostile(), hostname in hostile(), secret in hostile()) {
+        let mut config = Value::Mapping(Default::default());
+        config["sink"] = serde_yaml::from_str("public_host: laptop.tail1234.ts.net").unwrap();
+        let mut cluster = serde_yaml::Mapping::new();
+        cluster.insert("deployment".into(), deployment.clone().into());
+        config["cluster"] = Value::Mapping(cluster);
+        let derived = |config: &Value| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("greenflow.yaml"), serde_yaml::to_string(config).unwrap()).unwrap();
+            Settings::load(None, dir.path(), vec![("HOME".to_owned(), "/h".to_owned())])
+        };
+        if let Ok(settings) = derived(&config) {
+            let name = greenflow_cluster::sidecar_hostname(&settings);
+            prop_assert!(!name.is_empty() && name.len() <= 63, "{name}");
+            prop_assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{name}");
+            prop_assert!(!name.starts_with('-') && !name.ends_with('-'), "{name}");
+            let text = greenflow_cluster::helm_values(&settings, None).unwrap();
+            let doc: Value = serde_yaml::from_str(&text).unwrap();
+            let env = &doc["prometheus"]["prometheusSpec"]["initContainers"][0]["env"];
+            let hostname_env = env.as_sequence().unwrap().iter().find(|e| e["name"] == "TS_HOSTNAME").unwrap();
+            prop_assert_eq!(hostname_env["value"].as_str(), Some(name.as_str()));
+        }
+        let mut tailscale = serde_yaml::Mapping::new();
+        tailscale.insert("hostname".into(), hostname.clone().into());
+        tailscale.insert("auth_key_secret".into(), secret.clone().into());
+        config["cluster"]["tailscale"] = Value::Mapping(tailscale);
+        match derived(&config) {
+            Ok(settings) => {
+                let text = greenflow_cluster::helm_values(&settings, None).unwrap();
+                let doc: Value = serde_yaml::from_str(&text).unwrap();
+                let ts = &doc["prometheus"]["prometheusSpec"]["initContainers"][0];
+                let env = ts["env"].as_sequence().unwrap();
+                let hostname_env = env.iter().find(|e| e["name"] == "TS_HOSTNAME").unwrap();
+                prop_assert_eq!(hostname_env["value"].as_str(), Some(hostname.as_str()));
+                let key = env.iter().find(|e| e["name"] == "TS_AUTHKEY").unwrap();
+                prop_assert_eq!(key["valueFrom"]["secretKeyRef"]["name"].as_str(), Some(secret.as_str()));
+            }
+            Err(err) => {
+                let err = err.to_string();
+                prop_assert!(
+                    err.contains("cluster.tailscale.hostname") || err.contains("cluster.tailscale.auth_key_secret")
+                        || err.contains("cluster.deployment"),
+                    "{}", err
+                );
+            }
+        }
     }
 }

@@ -16,8 +16,9 @@ mod suggest;
 pub use env::{Env, SecretVar, utf8_vars};
 pub use error::ConfigError;
 pub use model::{
-    CaddyConfig, ClusterConfig, ClusterStorage, Config, GrafanaConfig, LocalClusterConfig, PathsConfig, PublicAddress,
-    RemoteWriteConfig, Retention, RunConfig, SinkConfig, VictoriaMetricsConfig,
+    CaddyConfig, ClusterConfig, ClusterStorage, ClusterTailscale, Config, GrafanaConfig, LocalClusterConfig,
+    PathsConfig, PublicAddress, Reach, RemoteWriteConfig, Retention, RunConfig, SinkConfig, TAILSCALE_IMAGE,
+    VictoriaMetricsConfig,
 };
 pub use paths::Paths;
 pub use secret::Secret;

@@ -110,6 +110,9 @@ impl Config {
             "e.g. 2s",
         )?;
         check_duration("local.scrape_interval", self.local.scrape_interval, Duration::from_secs(1), "e.g. 5s")?;
+        if let Some(proxy) = &self.local.proxy_url {
+            validate_proxy_url("local.proxy_url", proxy)?;
+        }
         self.cluster.validate()?;
         self.run.validate()?;
         self.remote_write.validate()?;
@@ -164,6 +167,25 @@ fn validate_extra_args(args: &[String]) -> Result<(), ConfigError> {
             value: format!("-{}", name.escape_debug()),
             fix: format!("greenflow sets this flag itself; {fix}"),
         });
+    }
+    Ok(())
+}
+
+/// Checks an HTTP proxy URL: `http://host:port` and nothing more (no credentials, no path).
+fn validate_proxy_url(key: &str, value: &str) -> Result<(), ConfigError> {
+    refuse_user_info(value, key)?;
+    let fix = "give an http://host:port proxy URL, e.g. http://127.0.0.1:1055";
+    let url = url::Url::parse(value).map_err(|_| url_error(key, value, fix))?;
+    let ok = url.scheme() == "http"
+        && url.host().is_some()
+        && url.port().is_some_and(|p| p > 0)
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none();
+    if !ok {
+        return Err(url_error(key, value, fix));
     }
     Ok(())
 }
@@ -411,6 +433,9 @@ pub struct LocalClusterConfig {
     pub prometheus_port: u16,
     /// Loopback port of node-exporter; 0 picks a free port at start.
     pub node_exporter_port: u16,
+    /// An HTTP proxy the agent sends remote write through (`http://host:port`), the way the cluster's Prometheus
+    /// goes through its Tailscale sidecar's proxy. None: straight to the sink.
+    pub proxy_url: Option<String>,
 }
 
 impl Default for LocalClusterConfig {
@@ -421,6 +446,7 @@ impl Default for LocalClusterConfig {
             node_exporter_binary: None,
             prometheus_port: 0,
             node_exporter_port: 0,
+            proxy_url: None,
         }
     }
 }
@@ -459,6 +485,163 @@ pub struct ClusterConfig {
     /// A persistent volume for Prometheus' data, so that its write-ahead log (which holds the remote-write queue)
     /// survives a restart of the pod. None: an emptyDir, which dies with the pod.
     pub storage: Option<ClusterStorage>,
+    /// How the cluster's Prometheus reaches the sink. None: `sidecar` for a tailnet (`*.ts.net`) name, else
+    /// `direct`.
+    pub reach: Option<Reach>,
+    /// The Tailscale parts of the routes: the sidecar's image, name and resources, the sink's tailnet address for
+    /// `nodes`, the egress Service for `operator`.
+    pub tailscale: ClusterTailscale,
+}
+
+/// The cluster's route to the sink (`cluster.reach`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reach {
+    /// A Tailscale container in the Prometheus pod (userspace, ephemeral node); remote write goes through its
+    /// HTTP proxy on loopback.
+    Sidecar,
+    /// The sink's write-only site published on the internet with Tailscale Funnel; the cluster needs no tailnet.
+    Funnel,
+    /// The nodes are on the tailnet already: the URL uses the sink's tailnet IP, TLS checks the tailnet name.
+    Nodes,
+    /// The Tailscale Kubernetes operator is installed: an egress Service carries remote write to the tailnet.
+    Operator,
+    /// The URL as given: an address every node can reach (a tunnel, a public host).
+    Direct,
+}
+
+impl Reach {
+    /// Every route, in documentation order.
+    pub const ALL: [Reach; 5] = [Self::Sidecar, Self::Funnel, Self::Nodes, Self::Operator, Self::Direct];
+
+    /// The name used in `greenflow.yaml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sidecar => "sidecar",
+            Self::Funnel => "funnel",
+            Self::Nodes => "nodes",
+            Self::Operator => "operator",
+            Self::Direct => "direct",
+        }
+    }
+}
+
+impl fmt::Display for Reach {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The Tailscale settings of the cluster's routes (`cluster.tailscale`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterTailscale {
+    /// The sidecar's image, pinned by version.
+    pub image: String,
+    /// The sidecar's node name on the tailnet. None: `greenflow-<deployment>` cut to a DNS label.
+    pub hostname: Option<String>,
+    /// The Secret (key `TS_AUTHKEY`) that `greenflow cluster install` creates from `TS_AUTHKEY` for the sidecar.
+    pub auth_key_secret: String,
+    /// The loopback port of the sidecar's outbound HTTP proxy.
+    pub proxy_port: u16,
+    /// The sidecar's CPU request, a Kubernetes quantity.
+    pub cpu_request: String,
+    /// The sidecar's memory request and limit, a Kubernetes quantity.
+    pub memory: String,
+    /// For `nodes`: the sink's tailnet IP. None: read from `tailscale status --json` on this machine.
+    pub sink_ip: Option<std::net::IpAddr>,
+    /// For `operator`: the egress Service greenflow's values create in the release's namespace.
+    pub egress_service: String,
+}
+
+/// The Tailscale release the sidecar runs by default (its container image tag): the latest stable release read
+/// (`VERSION.txt` at tag v1.102.3; images are published to Docker Hub and synced to ghcr.io).
+pub const TAILSCALE_IMAGE: &str = "ghcr.io/tailscale/tailscale:v1.102.3";
+
+impl Default for ClusterTailscale {
+    fn default() -> Self {
+        Self {
+            image: TAILSCALE_IMAGE.into(),
+            hostname: None,
+            auth_key_secret: "greenflow-tailscale-auth".into(),
+            proxy_port: 1055,
+            cpu_request: "50m".into(),
+            memory: "128Mi".into(),
+            sink_ip: None,
+            egress_service: "greenflow-sink".into(),
+        }
+    }
+}
+
+impl ClusterTailscale {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let image_ok = !self.image.is_empty()
+            && self.image.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@".contains(c))
+            && (self.image.contains('@') || self.image.rsplit('/').next().is_some_and(|last| last.contains(':')));
+        if !image_ok {
+            return Err(ConfigError::value(
+                "cluster.tailscale.image",
+                &self.image,
+                &format!("give an image pinned by tag or digest, e.g. {TAILSCALE_IMAGE}"),
+            ));
+        }
+        if let Some(hostname) = self.hostname.as_ref().filter(|h| !is_dns_label(h)) {
+            return Err(ConfigError::value(
+                "cluster.tailscale.hostname",
+                hostname,
+                "a tailnet node name is lower-case letters, digits and '-' (at most 63), e.g. greenflow-g5k",
+            ));
+        }
+        for (key, value) in [
+            ("cluster.tailscale.auth_key_secret", &self.auth_key_secret),
+            ("cluster.tailscale.egress_service", &self.egress_service),
+        ] {
+            if !is_dns_label(value) {
+                return Err(ConfigError::value(
+                    key,
+                    value,
+                    "Kubernetes names are lower-case letters, digits and '-' (at most 63), e.g. greenflow-sink",
+                ));
+            }
+        }
+        if self.proxy_port == 0 || self.proxy_port == 9090 || self.proxy_port == 8080 {
+            return Err(ConfigError::value(
+                "cluster.tailscale.proxy_port",
+                &self.proxy_port.to_string(),
+                "use a free port of the Prometheus pod's loopback (not 0, 9090 or 8080), e.g. 1055",
+            ));
+        }
+        for (key, value) in
+            [("cluster.tailscale.cpu_request", &self.cpu_request), ("cluster.tailscale.memory", &self.memory)]
+        {
+            if !is_quantity(value, key.ends_with("cpu_request")) {
+                return Err(ConfigError::value(
+                    key,
+                    value,
+                    "give a Kubernetes quantity such as 50m (CPU) or 128Mi (memory)",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A DNS label as Kubernetes names and tailnet node names take it: 1 to 63 lower-case letters, digits and '-',
+/// not starting or ending with '-'.
+pub(crate) fn is_dns_label(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 63
+        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !value.starts_with('-')
+        && !value.ends_with('-')
+}
+
+/// A whole-number Kubernetes quantity with a binary or decimal suffix (`m` allowed for CPU).
+fn is_quantity(value: &str, cpu: bool) -> bool {
+    let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &value[digits.len()..];
+    let units: &[&str] = if cpu { &["", "m"] } else { &["", "k", "M", "G", "Ki", "Mi", "Gi"] };
+    !digits.is_empty() && digits.parse::<u64>().is_ok_and(|n| n > 0) && units.contains(&unit)
 }
 
 /// Prometheus' persistent volume in the cluster (`cluster.storage`).
@@ -522,6 +705,8 @@ impl Default for ClusterConfig {
             helm_binary: None,
             lease_name: "greenflow-experiment".into(),
             storage: None,
+            reach: None,
+            tailscale: ClusterTailscale::default(),
         }
     }
 }
@@ -557,6 +742,7 @@ impl ClusterConfig {
             ));
         }
         validate_plain_text("cluster.deployment", &self.deployment)?;
+        self.tailscale.validate()?;
         if let Some(storage) = &self.storage {
             storage.validate()?;
         }

@@ -20,6 +20,54 @@ pub struct HelmRemoteWrite {
     pub secret_name: String,
     /// TLS server name, when the URL's host is not the certificate's (a tailnet IP, say).
     pub tls_server_name: Option<String>,
+    /// An HTTP proxy the writes go through (the Tailscale sidecar's, on the pod's loopback).
+    pub proxy_url: Option<String>,
+}
+
+/// One entry of the Prometheus pod's `/etc/hosts` (`hostAliases`).
+#[derive(Debug, Clone)]
+pub struct HostAlias {
+    /// The address.
+    pub ip: String,
+    /// The names that resolve to it.
+    pub hostnames: Vec<String>,
+}
+
+/// A Tailscale container in the Prometheus pod: a native sidecar (an init container that keeps running, started
+/// before Prometheus and stopped after it), in userspace mode with its state in memory, so the pod is an ephemeral
+/// tailnet node that joins at scale-up and leaves at scale-down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailscaleSidecar {
+    /// The image, pinned by version.
+    pub image: String,
+    /// Its node name on the tailnet.
+    pub hostname: String,
+    /// The Secret with key `TS_AUTHKEY`.
+    pub auth_key_secret: String,
+    /// The loopback port of its outbound HTTP proxy.
+    pub proxy_port: u16,
+    /// CPU request.
+    pub cpu_request: String,
+    /// Memory request and limit.
+    pub memory: String,
+}
+
+/// The container name of the Tailscale sidecar in the Prometheus pod.
+pub const TAILSCALE_CONTAINER: &str = "tailscale";
+
+/// The port of the sidecar's health endpoint (`/healthz`: 200 once the node has a tailnet address).
+pub const TAILSCALE_HEALTH_PORT: u16 = 9002;
+
+/// An egress Service for the Tailscale Kubernetes operator: an ExternalName Service whose
+/// `tailscale.com/tailnet-fqdn` annotation makes the operator proxy it to that tailnet name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressService {
+    /// The Service's name (in the release's namespace).
+    pub name: String,
+    /// The sink's tailnet name.
+    pub tailnet_fqdn: String,
+    /// The sink's HTTPS port.
+    pub port: u16,
 }
 
 /// What the values need.
@@ -43,6 +91,12 @@ pub struct HelmValuesInput {
     pub termination_grace_period: Duration,
     /// A persistent volume for Prometheus' data: size and StorageClass (none: the default class).
     pub storage: Option<(String, Option<String>)>,
+    /// The Tailscale sidecar, for the `sidecar` route.
+    pub sidecar: Option<TailscaleSidecar>,
+    /// The operator's egress Service, for the `operator` route.
+    pub egress: Option<EgressService>,
+    /// Names the pod resolves without the cluster's DNS (the `nodes` route's tailnet name).
+    pub host_aliases: Vec<HostAlias>,
 }
 
 #[derive(Template)]
@@ -57,6 +111,11 @@ struct ValuesTemplate<'a> {
     scaphandre: bool,
     termination_grace_seconds: u64,
     storage: Option<(String, Option<String>)>,
+    sidecar: Option<&'a TailscaleSidecar>,
+    egress: Option<&'a EgressService>,
+    host_aliases: &'a [HostAlias],
+    tailscale_container: &'static str,
+    tailscale_health_port: u16,
 }
 
 /// Renders the values, parses them back, and deep-merges `extra` (a YAML mapping, or null) over them.
@@ -73,6 +132,19 @@ pub fn render_helm_values(input: &HelmValuesInput, extra: &serde_yaml::Value) ->
     {
         return Err(RenderError::unsafe_value("remote-write URL", &target.url, "use an http:// or https:// URL"));
     }
+    if let Some(proxy) =
+        input.remote_write.iter().filter_map(|t| t.proxy_url.as_deref()).find(|p| !p.starts_with("http://"))
+    {
+        return Err(RenderError::unsafe_value("remote-write proxy URL", proxy, "use an http:// proxy URL"));
+    }
+    // The chart passes extraManifests through Helm's `tpl`: a `{{` there would be run as a template.
+    if let Some(egress) = &input.egress {
+        for value in [&egress.name, &egress.tailnet_fqdn] {
+            if value.contains("{{") || value.contains("}}") {
+                return Err(RenderError::unsafe_value("egress Service", value, "remove the braces"));
+            }
+        }
+    }
     let text = ValuesTemplate {
         scrape_interval: prometheus_duration(input.scrape_interval),
         external_labels: &input.external_labels,
@@ -83,6 +155,11 @@ pub fn render_helm_values(input: &HelmValuesInput, extra: &serde_yaml::Value) ->
         scaphandre: input.scaphandre,
         termination_grace_seconds: input.termination_grace_period.as_secs(),
         storage: input.storage.clone(),
+        sidecar: input.sidecar.as_ref(),
+        egress: input.egress.as_ref(),
+        host_aliases: &input.host_aliases,
+        tailscale_container: TAILSCALE_CONTAINER,
+        tailscale_health_port: TAILSCALE_HEALTH_PORT,
     }
     .render()
     .map_err(RenderError::template("helm/kube-prometheus-stack-values.yaml"))?;

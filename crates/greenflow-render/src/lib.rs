@@ -12,7 +12,10 @@ mod prometheus;
 
 pub use caddy::{AuthDirective, CaddyfileInput, render_caddyfile};
 pub use grafana::{DASHBOARD_JSON, DATASOURCE_UID, GrafanaFiles, GrafanaInput, render_grafana};
-pub use helm::{HelmRemoteWrite, HelmValuesInput, deep_merge, render_helm_values};
+pub use helm::{
+    EgressService, HelmRemoteWrite, HelmValuesInput, HostAlias, TAILSCALE_CONTAINER, TAILSCALE_HEALTH_PORT,
+    TailscaleSidecar, deep_merge, render_helm_values,
+};
 pub use prometheus::{AgentConfigInput, QueueConfig, RemoteWriteTarget, ScrapeJob, render_agent_config};
 
 /// Why a file could not be rendered.

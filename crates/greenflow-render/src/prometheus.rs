@@ -19,6 +19,9 @@ pub struct RemoteWriteTarget {
     pub username: String,
     /// File holding the password (mode 0600; the password never enters the configuration).
     pub password_file: String,
+    /// An HTTP proxy every request goes through (`proxy_url`), as the cluster's Prometheus uses its Tailscale
+    /// sidecar's.
+    pub proxy_url: Option<String>,
 }
 
 /// Remote-write queue settings.
@@ -123,6 +126,11 @@ pub fn render_agent_config(input: &AgentConfigInput) -> Result<String, RenderErr
             name,
             "label names are letters, digits and '_', not starting with a digit",
         ));
+    }
+    if let Some(proxy) =
+        input.remote_write.iter().filter_map(|t| t.proxy_url.as_deref()).find(|p| !p.starts_with("http://"))
+    {
+        return Err(RenderError::unsafe_value("remote-write proxy URL", proxy, "use an http:// proxy URL"));
     }
     let text = AgentTemplate {
         scrape_interval: prometheus_duration(input.scrape_interval),

@@ -56,6 +56,7 @@ pub(crate) fn agent_input() -> AgentConfigInput {
             url: "http://127.0.0.1:8080/vm/api/v1/write".into(),
             username: "greenflow".into(),
             password_file: "/state/greenflow/local-cluster/x/remote-write-password".into(),
+            proxy_url: Some("http://127.0.0.1:1055".into()),
         }],
         queue: QueueConfig {
             capacity: 20_000,

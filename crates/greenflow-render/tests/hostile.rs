@@ -261,7 +261,7 @@ proptest! {
             scrape_interval: Duration::from_secs(5),
             external_labels: vec![("greenflow_experiment".into(), experiment.clone()), ("greenflow_run".into(), "r".into())],
             scrape_jobs: vec![ScrapeJob { name: job.clone(), target: "127.0.0.1:9100".into() }],
-            remote_write: vec![RemoteWriteTarget { name: "sink".into(), url: url.clone(), username: username.clone(), password_file: password_file.clone() }],
+            remote_write: vec![RemoteWriteTarget { name: "sink".into(), url: url.clone(), username: username.clone(), password_file: password_file.clone(), proxy_url: None }],
             queue: QueueConfig {
                 capacity: 1, max_samples_per_send: 1, batch_send_deadline: Duration::from_secs(1), max_shards: 1,
                 min_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(1),

@@ -45,6 +45,7 @@ pub fn sink_agent_input(
             url: remote_write_url.to_owned(),
             username: username.to_owned(),
             password_file: password_file.to_owned(),
+            proxy_url: settings.config.local.proxy_url.clone(),
         }],
         queue: QueueConfig::from(&settings.config.remote_write),
     }

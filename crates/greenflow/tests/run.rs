@@ -291,3 +291,82 @@ fn a_run_without_a_sink_says_how_to_start_one_and_records_nothing() {
     let both = project.run(&["run", "both", "--backend", "local", "--duration", "1s", "--", "true"]);
     assert_eq!(both.status.code(), Some(2), "{}", describe(&both));
 }
+
+/// Debian's tinyproxy as the stand-in for the Tailscale sidecar's outbound HTTP proxy (`cmd/tailscaled/proxy.go`
+/// takes absolute-URI requests and CONNECT alike), on `port`, logging each request line to `log`.
+struct Proxy {
+    child: std::process::Child,
+    config: std::path::PathBuf,
+    log: std::path::PathBuf,
+}
+
+impl Proxy {
+    fn start(dir: &std::path::Path, port: u16) -> Self {
+        let config = dir.join("tinyproxy.conf");
+        let log = dir.join("tinyproxy.log");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 600\nLogLevel Connect\nLogFile \"{}\"\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        let proxy = Self { child: Self::spawn(&config), config, log };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "tinyproxy does not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        proxy
+    }
+
+    fn spawn(config: &std::path::Path) -> std::process::Child {
+        std::process::Command::new("tinyproxy")
+            .args(["-d", "-c"])
+            .arg(config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tinyproxy is needed (scripts/install-deps installs it)")
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn requests(&self, needle: &str) -> usize {
+        std::fs::read_to_string(&self.log).unwrap_or_default().lines().filter(|l| l.contains(needle)).count()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn a_run_through_the_proxy_survives_a_30s_proxy_outage_with_no_gap() {
+    let port = common::free_port();
+    let project =
+        Project::with_config(&CONFIG.replace("local:\n", &format!("local:\n  proxy_url: http://127.0.0.1:{port}\n")));
+    project.sink_up();
+    let mut proxy = Proxy::start(project.path(), port);
+    let mut run = project.start(&["run", "proxied", "--backend", "local", "--duration", "36s"]);
+    run.wait_for("first sample in the sink", Duration::from_secs(60));
+    let write = "POST http://127.0.0.1:";
+    assert!(proxy.requests(write) > 0, "remote write did not go through the proxy");
+    proxy.stop();
+    std::thread::sleep(Duration::from_secs(30));
+    let before = proxy.requests(write);
+    proxy.child = Proxy::spawn(&proxy.config);
+    let (status, stderr) = run.wait_exit(Duration::from_secs(180));
+    assert!(status.success(), "{status}\n{stderr}");
+    assert!(proxy.requests(write) > before, "the backlog was not sent through the proxy again");
+    let run = only_run(&project);
+    assert_eq!(run["status"], "complete", "{run}\n{stderr}");
+    assert_eq!(run["drain"]["samples_failed"], 0, "{run}");
+    assert_no_gaps(&project, &run);
+}

@@ -23,13 +23,28 @@ pub async fn run(settings: &Settings, command: ClusterCommand) -> anyhow::Result
     }
 }
 
+/// The sink's tailnet IP for the `nodes` route when `cluster.tailscale.sink_ip` is unset: this machine's, from
+/// `tailscale status --json` (IPv4 first). None for every other route.
+pub fn sink_ip_for_route(settings: &Settings) -> anyhow::Result<Option<std::net::IpAddr>> {
+    let Some(public) = settings.public_address()? else { return Ok(None) };
+    let reach = settings.config.cluster.reach.unwrap_or_else(|| greenflow_cluster::default_reach(&public));
+    if reach != greenflow_config::Reach::Nodes || settings.config.cluster.tailscale.sink_ip.is_some() {
+        return Ok(None);
+    }
+    let addresses = greenflow_sink::tailnet_addresses(&public.host, settings.env.get("PATH").unwrap_or_default())
+        .context("cluster.reach `nodes` needs the sink's tailnet IP (or set cluster.tailscale.sink_ip)")?;
+    Ok(addresses.iter().find(|ip| ip.is_ipv4()).or(addresses.first()).copied())
+}
+
 async fn install(settings: &Settings, args: &ClusterInstallArgs) -> anyhow::Result<u8> {
     // helm and the values first: nothing is touched when either is missing.
-    let plan = InstallPlan::new(settings)?;
+    let plan = InstallPlan::new(settings, sink_ip_for_route(settings)?)?;
     if args.dry_run {
         print!("{}", plan.describe());
         return Ok(exit::OK);
     }
+    let auth_key = settings.env.secret(greenflow_config::SecretVar::TailscaleAuthKey);
+    plan.check_auth_key(auth_key.as_ref())?;
     let cluster = greenflow_cluster::connect(settings).await?;
     // The cluster holds the writer's credential: remote write only, never queries, exports or deletes.
     let password = greenflow_sink::writer_password(settings).context("cannot read the sink's writer password")?;
@@ -40,11 +55,17 @@ async fn install(settings: &Settings, args: &ClusterInstallArgs) -> anyhow::Resu
         plan.namespace,
         cluster.server()
     ));
-    let report = cluster.install(&plan, &password).await;
+    let report = cluster.install(&plan, &password, auth_key.as_ref()).await;
     progress.finish();
     let report = report?;
     println!("namespace {}: {}", plan.namespace, report.namespace);
     println!("Secret {}/{}: {}", plan.namespace, plan.secret_name, report.secret);
+    if let (Some(name), Some(change)) = (&plan.auth_key_secret, report.auth_key_secret) {
+        println!("Secret {}/{name} (Tailscale auth key): {change}", plan.namespace);
+    }
+    if let Some(route) = &plan.route {
+        println!("route: {}", route.describe());
+    }
     println!(
         "release {} installed with helm {} on Kubernetes {}; Prometheus stays at 0 replicas until `greenflow run`",
         plan.release, report.helm_version, report.kubernetes_version

@@ -40,7 +40,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Sink(SinkCommand::PrometheusConfig(args)) => prometheus_config::run(&settings, &args),
         Command::Demo(args) => demo::run(&settings, &args).await,
         Command::Values => {
-            print!("{}", greenflow_cluster::helm_values(&settings)?);
+            print!("{}", greenflow_cluster::helm_values(&settings, cluster::sink_ip_for_route(&settings)?)?);
             Ok(crate::exit::OK)
         }
         Command::Cluster(command) => cluster::run(&settings, command).await,

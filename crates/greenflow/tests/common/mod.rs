@@ -17,8 +17,8 @@ use serde_json::Value;
 /// no factor with the range's size, so no port is handed out twice by one test (a port handed out is not yet bound,
 /// so the bind check alone could not tell).
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU32, Ordering};
     const RANGE: u32 = 12_000;
     static SEED: OnceLock<u32> = OnceLock::new();
     static NEXT: AtomicU32 = AtomicU32::new(0);
