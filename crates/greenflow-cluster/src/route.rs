@@ -165,7 +165,7 @@ pub fn route(settings: &Settings, sink_ip: Option<IpAddr>) -> Result<Route, Clus
         }
         Reach::Operator => {
             needs_tailnet_name("the operator proxies to the sink's tailnet name")?;
-            let service = format!("{}.{}.svc.cluster.local", tailscale.egress_service, cluster.namespace);
+            let service = cluster.egress_service_host();
             let port = public.port.map(|p| format!(":{p}")).unwrap_or_default();
             route.url = format!("https://{service}{port}/vm/api/v1/write");
             route.tls_server_name = Some(public.host.clone());

@@ -608,7 +608,7 @@ fn the_real_helm_is_found_and_its_version_read() {
     let version = helm.version().unwrap();
     assert!(version.starts_with('v') && version[1..].split('.').count() == 3, "helm version {version:?} is not vX.Y.Z");
     let plan = InstallPlan::new(&settings, None).unwrap();
-    assert!(plan.describe().contains(&format!("3. run: {} upgrade --install", helm.path.display())));
+    assert!(plan.describe().contains(&format!("4. run: {} upgrade --install", helm.path.display())));
 }
 
 #[tokio::test]

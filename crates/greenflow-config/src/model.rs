@@ -57,6 +57,7 @@ impl Config {
         let sink = &self.sink;
         let ports = [
             ("sink.http_port", sink.http_port),
+            ("sink.funnel_port", sink.funnel_port),
             ("sink.victoria_metrics.port", sink.victoria_metrics.port),
             ("sink.grafana.port", sink.grafana.port),
         ];
@@ -218,6 +219,8 @@ pub struct SinkConfig {
     pub public_host: Option<String>,
     /// Loopback port of Caddy's plain-HTTP site (`http://127.0.0.1:<port>/vm/`, `/grafana/`).
     pub http_port: u16,
+    /// Loopback port of the write-only site that Tailscale Funnel publishes (`cluster.reach: funnel`).
+    pub funnel_port: u16,
     /// VictoriaMetrics settings.
     pub victoria_metrics: VictoriaMetricsConfig,
     /// Caddy settings.
@@ -246,6 +249,7 @@ impl Default for SinkConfig {
             retention: Retention::default(),
             public_host: None,
             http_port: 8080,
+            funnel_port: 8444,
             victoria_metrics: VictoriaMetricsConfig::default(),
             caddy: CaddyConfig::default(),
             grafana: GrafanaConfig::default(),
@@ -712,6 +716,12 @@ impl Default for ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// The in-cluster DNS name of the operator route's egress Service, which remote write goes to (and so the
+    /// `Host` of its requests, which the sink's Caddy must answer to).
+    pub fn egress_service_host(&self) -> String {
+        format!("{}.{}.svc.cluster.local", self.tailscale.egress_service, self.namespace)
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         for (key, value) in [
             ("cluster.namespace", &self.namespace),

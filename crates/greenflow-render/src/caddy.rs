@@ -53,6 +53,20 @@ pub struct CaddyfileInput {
     pub grafana: Option<String>,
     /// The directive spelling for the installed Caddy.
     pub auth_directive: AuthDirective,
+    /// Other names the public site answers to, with why (the Tailscale operator's egress Service name, which the
+    /// cluster's requests carry as their Host while TLS names the public site).
+    pub public_aliases: Vec<SiteAlias>,
+    /// The loopback port of the write-only site that Tailscale Funnel publishes, for `cluster.reach: funnel`.
+    pub funnel_port: Option<u16>,
+}
+
+/// Another address of the public site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteAlias {
+    /// The site address, `https://name[:port]`.
+    pub address: String,
+    /// Why the site has it, for the comment in the file.
+    pub why: String,
 }
 
 #[derive(Template)]
@@ -72,6 +86,10 @@ struct CaddyfileTemplate<'a> {
     victoria_metrics: &'a str,
     grafana: Option<&'a str>,
     auth_directive: &'a str,
+    public_aliases: &'a [SiteAlias],
+    public_catch_all: String,
+    public_host: String,
+    funnel_port: Option<u16>,
 }
 
 /// Renders the Caddyfile. Fails if the user name cannot be carried exactly by a Caddyfile token.
@@ -84,6 +102,16 @@ pub fn render_caddyfile(input: &CaddyfileInput) -> Result<String, RenderError> {
     check_caddy_token("sink reader password hash", &input.reader_password_hash)?;
     check_caddy_token("the Caddy admin socket's path (paths.state_dir)", &input.admin_listen)?;
     let public_site = input.public_site.as_deref();
+    for alias in &input.public_aliases {
+        check_caddy_token("the public site's alias", &alias.address)?;
+    }
+    // `scheme://host[:port]`: the catch-all takes the same scheme and port with no host.
+    let (scheme, authority) = public_site.and_then(|s| s.split_once("://")).unwrap_or(("https", ""));
+    let default_port = if scheme == "http" { "80" } else { "443" };
+    let (public_host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) => (host, port),
+        _ => (authority, default_port),
+    };
     CaddyfileTemplate {
         admin_listen: &input.admin_listen,
         loopback_port: input.loopback_port,
@@ -100,6 +128,10 @@ pub fn render_caddyfile(input: &CaddyfileInput) -> Result<String, RenderError> {
         victoria_metrics: &input.victoria_metrics,
         grafana: input.grafana.as_deref(),
         auth_directive: input.auth_directive.as_str(),
+        public_aliases: &input.public_aliases,
+        public_catch_all: format!("{scheme}://:{port}"),
+        public_host: public_host.to_owned(),
+        funnel_port: input.funnel_port,
     }
     .render()
     .map_err(RenderError::template("caddy/Caddyfile.caddy"))

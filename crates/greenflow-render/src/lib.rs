@@ -10,7 +10,7 @@ mod grafana;
 mod helm;
 mod prometheus;
 
-pub use caddy::{AuthDirective, CaddyfileInput, render_caddyfile};
+pub use caddy::{AuthDirective, CaddyfileInput, SiteAlias, render_caddyfile};
 pub use grafana::{DASHBOARD_JSON, DATASOURCE_UID, GrafanaFiles, GrafanaInput, render_grafana};
 pub use helm::{
     EgressService, HelmRemoteWrite, HelmValuesInput, HostAlias, TAILSCALE_CONTAINER, TAILSCALE_HEALTH_PORT,

@@ -21,6 +21,8 @@ pub(crate) fn caddy_input() -> CaddyfileInput {
         victoria_metrics: "127.0.0.1:8428".into(),
         grafana: None,
         auth_directive: AuthDirective::Basicauth,
+        public_aliases: Vec::new(),
+        funnel_port: None,
     }
 }
 

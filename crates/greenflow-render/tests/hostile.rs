@@ -50,6 +50,8 @@ fn base_caddy() -> CaddyfileInput {
         victoria_metrics: "127.0.0.1:8428".into(),
         grafana: Some("127.0.0.1:3000".into()),
         auth_directive: AuthDirective::Basicauth,
+        public_aliases: Vec::new(),
+        funnel_port: None,
     }
 }
 

@@ -6,8 +6,10 @@ use std::net::{IpAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use greenflow_config::{Secret, SecretVar, Settings};
-use greenflow_render::{AuthDirective, CaddyfileInput, DASHBOARD_JSON, GrafanaInput, render_caddyfile, render_grafana};
+use greenflow_config::{Reach, Secret, SecretVar, Settings};
+use greenflow_render::{
+    AuthDirective, CaddyfileInput, DASHBOARD_JSON, GrafanaInput, SiteAlias, render_caddyfile, render_grafana,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::binaries::Program;
@@ -176,6 +178,9 @@ fn ports(settings: &Settings, with_grafana: bool) -> Vec<(u16, &'static str)> {
     if with_grafana {
         ports.push((sink.grafana.port, "sink.grafana.port"));
     }
+    if settings.config.cluster.reach == Some(Reach::Funnel) {
+        ports.push((sink.funnel_port, "sink.funnel_port"));
+    }
     ports
 }
 
@@ -321,10 +326,24 @@ pub(crate) fn caddyfile(
 ) -> Result<String, SinkError> {
     let sink = &settings.config.sink;
     let public = settings.public_address()?;
+    let reach = settings.config.cluster.reach;
+    // With Funnel, tailscaled serves the public name (on the tailnet too) and forwards to the write-only site.
+    let funnel = reach == Some(Reach::Funnel);
+    let public_aliases = match (&public, reach) {
+        (Some(public), Some(Reach::Operator)) => vec![SiteAlias {
+            address: format!(
+                "https://{}{}",
+                settings.config.cluster.egress_service_host(),
+                public.port.map(|p| format!(":{p}")).unwrap_or_default()
+            ),
+            why: "cluster.reach: operator, the egress Service".into(),
+        }],
+        _ => Vec::new(),
+    };
     Ok(render_caddyfile(&CaddyfileInput {
         admin_listen: format!("unix/{}", caddy_admin_dir(settings).join("admin.sock").display()),
         loopback_port: sink.http_port,
-        public_site: public.as_ref().map(|p| p.base_url()),
+        public_site: public.as_ref().filter(|_| !funnel).map(|p| p.base_url()),
         public_bind: public_bind.to_vec(),
         username: sink.username.clone(),
         password_hash: hashes.owner,
@@ -335,6 +354,8 @@ pub(crate) fn caddyfile(
         victoria_metrics: format!("127.0.0.1:{}", sink.victoria_metrics.port),
         grafana: with_grafana.then(|| format!("127.0.0.1:{}", sink.grafana.port)),
         auth_directive,
+        public_aliases,
+        funnel_port: funnel.then_some(sink.funnel_port),
     })?)
 }
 

@@ -35,4 +35,4 @@ pub use runtime::{
     check_health, read_state, running_supervisor, sink_presence, stop_running, unsupervised_sink_answers,
 };
 pub use status::{ComponentStatus, SinkStatus, sink_status};
-pub use tailnet::tailnet_addresses;
+pub use tailnet::{Funnel, tailnet_addresses};

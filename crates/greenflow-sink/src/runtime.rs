@@ -178,6 +178,7 @@ pub struct RunningSink {
     state: SinkState,
     state_path: PathBuf,
     publisher: tokio::task::JoinHandle<()>,
+    funnel: Option<crate::tailnet::Funnel>,
 }
 
 impl RunningSink {
@@ -190,6 +191,13 @@ impl RunningSink {
         let lock = SinkLock::acquire(settings)?;
         let prepared = prepare(settings)?;
         let supervisor = Supervisor::start(prepared.components.iter().map(|c| c.spec.clone()).collect()).await?;
+        let funnel = match publish_funnel(settings) {
+            Ok(funnel) => funnel,
+            Err(err) => {
+                supervisor.stop().await;
+                return Err(err);
+            }
+        };
         let state = SinkState {
             format_version: STATE_FORMAT_VERSION,
             supervisor_pid: std::process::id(),
@@ -220,7 +228,7 @@ impl RunningSink {
             state.clone(),
             state_path.clone(),
         ));
-        Ok(Self { _lock: lock, supervisor, prepared, state, state_path, publisher })
+        Ok(Self { _lock: lock, supervisor, prepared, state, state_path, publisher, funnel })
     }
 
     /// What was started, and how.
@@ -269,12 +277,34 @@ impl RunningSink {
 
     /// Stops every component and removes the state file; the lock is released last.
     pub async fn stop(self) {
+        if let Some(Err(err)) = self.funnel.as_ref().map(crate::tailnet::Funnel::unpublish) {
+            tracing::warn!(%err, "the Funnel stays published: run `tailscale funnel reset`");
+        }
         // Wait for the publisher to be gone: a write it had begun must not recreate the file removed below.
         self.publisher.abort();
         let _ = self.publisher.await;
         self.supervisor.stop().await;
         let _ = fs::remove_file(&self.state_path);
     }
+}
+
+/// For `cluster.reach: funnel`, publishes the write-only site with Tailscale Funnel under the public name.
+fn publish_funnel(settings: &Settings) -> Result<Option<crate::tailnet::Funnel>, SinkError> {
+    if settings.config.cluster.reach != Some(greenflow_config::Reach::Funnel) {
+        return Ok(None);
+    }
+    let Some(public) = settings.public_address()? else { return Ok(None) };
+    if !public.is_tailnet() || public.scheme != "https" {
+        return Err(SinkError::Tailnet {
+            host: public.host.clone(),
+            detail: "cluster.reach `funnel` publishes the sink under this machine's tailnet name: set \
+                     sink.public_host to it (e.g. laptop.tail1234.ts.net), or choose another cluster.reach"
+                .into(),
+        });
+    }
+    let path = settings.env.get("PATH").unwrap_or_default();
+    crate::tailnet::Funnel::publish(&public.host, public.port.unwrap_or(443), settings.config.sink.funnel_port, path)
+        .map(Some)
 }
 
 fn supervisor_states(supervisor: &Supervisor) -> impl Fn() -> Vec<crate::supervisor::ProcessState> + Send + 'static {

@@ -47,7 +47,13 @@ pub fn tailnet_addresses(host: &str, search_path: &str) -> Result<Vec<IpAddr>, S
 }
 
 fn run_status(tailscale: &Path) -> Result<String, String> {
-    let expression = duct::cmd(tailscale, ["status", "--json"]).stdout_capture().stderr_capture().unchecked();
+    run_tailscale(tailscale, &["status", "--json"])
+}
+
+/// Runs `tailscale` with `args` (bounded by [`STATUS_TIMEOUT`]); its stdout, or its exit status and first line of
+/// stderr.
+fn run_tailscale(tailscale: &Path, args: &[&str]) -> Result<String, String> {
+    let expression = duct::cmd(tailscale, args).stdout_capture().stderr_capture().unchecked();
     let handle = expression.start().map_err(|e| e.to_string())?;
     let deadline = std::time::Instant::now() + STATUS_TIMEOUT;
     loop {
@@ -64,6 +70,45 @@ fn run_status(tailscale: &Path) -> Result<String, String> {
             return Err(format!("no answer within {}s: is tailscaled running?", STATUS_TIMEOUT.as_secs()));
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The sink's write-only site published on the internet by Tailscale Funnel (`cluster.reach: funnel`), until
+/// [`Funnel::unpublish`].
+#[derive(Debug, Clone)]
+pub struct Funnel {
+    tailscale: std::path::PathBuf,
+    host: String,
+    public_port: u16,
+}
+
+impl Funnel {
+    /// Publishes `http://127.0.0.1:<local_port>` as `https://<host>:<public_port>` in the background
+    /// (`tailscale funnel --bg --yes --https=<port> <target>`, `cmd/tailscale/cli/serve_v2.go`); tailscaled keeps
+    /// it until it is turned off.
+    pub fn publish(host: &str, public_port: u16, local_port: u16, search_path: &str) -> Result<Self, SinkError> {
+        let fail = |detail: String| SinkError::Tailnet { host: host.to_owned(), detail };
+        let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+        let tailscale = which::which_in("tailscale", Some(search_path), &cwd)
+            .map_err(|_| fail("cluster.reach `funnel` needs `tailscale` on PATH".into()))?;
+        let https = format!("--https={public_port}");
+        let target = format!("http://127.0.0.1:{local_port}");
+        run_tailscale(&tailscale, &["funnel", "--bg", "--yes", &https, &target]).map_err(|e| {
+            fail(format!(
+                "`tailscale funnel` failed: {e}; Funnel must be allowed for this node in the tailnet policy \
+                 (nodeAttrs `funnel`) and HTTPS certificates enabled"
+            ))
+        })?;
+        Ok(Self { tailscale, host: host.to_owned(), public_port })
+    }
+
+    /// Turns the Funnel off again (`tailscale funnel --https=<port> off`).
+    pub fn unpublish(&self) -> Result<(), SinkError> {
+        let https = format!("--https={}", self.public_port);
+        run_tailscale(&self.tailscale, &["funnel", &https, "off"]).map(drop).map_err(|e| SinkError::Tailnet {
+            host: self.host.clone(),
+            detail: format!("`tailscale funnel off` failed: {e}"),
+        })
     }
 }
 

@@ -398,7 +398,12 @@ fn with_stand_in_tailscale(project: Project, backend_state: &str, address: &str)
     let script = bin.join("tailscale");
     std::fs::write(
         &script,
-        format!("#!/bin/sh\n[ \"$1 $2\" = 'status --json' ] || exit 64\ncat <<'JSON'\n{status}\nJSON\n"),
+        // Every call is logged; `funnel ...` succeeds silently as `tailscale funnel --bg` does once it is set.
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\n[ \"$1\" = funnel ] && exit 0\n[ \"$1 $2\" = 'status --json' ] || exit 64\n\
+             cat <<'JSON'\n{status}\nJSON\n",
+            bin.join("calls").display()
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -406,6 +411,60 @@ fn with_stand_in_tailscale(project: Project, backend_state: &str, address: &str)
     path.push(":");
     path.push(common::test_path());
     project.env("PATH", path.to_str().unwrap())
+}
+
+/// The stand-in `tailscale`'s calls so far, one per line.
+fn tailscale_calls(project: &Project) -> Vec<String> {
+    let text = std::fs::read_to_string(project.path().join("tailscale-bin/calls")).unwrap_or_default();
+    text.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn funnel_publishes_a_write_only_site_for_the_writer_and_takes_it_down_with_the_sink() {
+    let funnel_port = free_port();
+    let config =
+        format!("  public_host: laptop.tail1234.ts.net\n  funnel_port: {funnel_port}\ncluster:\n  reach: funnel\n");
+    let project = with_stand_in_tailscale(Project::with_config(&config), "Running", "127.0.0.2");
+    project.sink_up();
+    let publish = format!("funnel --bg --yes --https=443 http://127.0.0.1:{funnel_port}");
+    assert!(tailscale_calls(&project).contains(&publish), "{:?}", tailscale_calls(&project));
+    let caddyfile = std::fs::read_to_string(project.state_dir().join("sink/caddy/Caddyfile")).unwrap();
+    assert!(!caddyfile.contains("https://laptop.tail1234.ts.net {"), "tailscaled serves the name, not Caddy");
+    // The published site: remote write for the writer only; the owner's password (maybe chosen by hand) and every
+    // other path get nothing.
+    let client = reqwest::blocking::Client::new();
+    let writer = project.run(&["sink", "url", "--json", "--show-password"]);
+    let url: serde_json::Value = serde_json::from_slice(&writer.stdout).unwrap();
+    let writer_password = url["writer_password"].as_str().expect("the writer's password");
+    let owner_password = url["password"].as_str().expect("the owner's password");
+    let write = |user: &str, password: &str| {
+        client
+            .post(format!("http://127.0.0.1:{funnel_port}/vm/api/v1/write"))
+            .basic_auth(user, Some(password))
+            .body(Vec::<u8>::new())
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", funnel_port)).is_err() {
+        assert!(Instant::now() < deadline, "the Funnel site does not listen");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Past basic auth and routed to VictoriaMetrics (an empty body is 204 on 1.1xx, 400 on 1.79).
+    let status = write("greenflow-writer", writer_password);
+    assert!(status == 204 || status == 400, "the writer may write through Funnel: {status}");
+    assert_eq!(write("greenflow", owner_password), 401, "the owner is not served on the internet");
+    let query = client
+        .get(format!("http://127.0.0.1:{funnel_port}/vm/api/v1/query?query=up"))
+        .basic_auth("greenflow", Some(owner_password))
+        .send()
+        .unwrap();
+    assert_eq!(query.status().as_u16(), 404);
+    let down = project.run(&["sink", "down"]);
+    assert!(down.status.success(), "{}", describe(&down));
+    assert_eq!(tailscale_calls(&project).last().map(String::as_str), Some("funnel --https=443 off"));
 }
 
 #[test]
@@ -439,4 +498,28 @@ fn a_tailnet_name_without_a_running_tailscale_is_refused_before_anything_starts(
         assert!(!project.state_dir().join("sink/sink.json").exists());
         assert_no_process_mentions(&project.path().to_string_lossy(), Duration::from_secs(2));
     }
+}
+
+/// Caddy answers a Host it does not serve with an empty 200, which a Prometheus counts as a successful write: the
+/// loopback site takes any Host, and the public site refuses other names with 421.
+#[test]
+fn no_write_is_answered_200_for_a_site_it_did_not_reach() {
+    let port = free_port();
+    let project = Project::with_config(&format!("  public_host: http://sink.example.org:{port}\n"));
+    project.sink_up();
+    let client = reqwest::blocking::Client::new();
+    let write = |port: u16, host: &str| {
+        client
+            .post(format!("http://127.0.0.1:{port}/vm/api/v1/write"))
+            .header("Host", host)
+            .body(Vec::<u8>::new())
+            .send()
+            .unwrap()
+    };
+    let loopback = project.ports.http;
+    assert_eq!(write(loopback, &format!("localhost:{loopback}")).status().as_u16(), 401, "loopback by another name");
+    assert_eq!(write(port, &format!("sink.example.org:{port}")).status().as_u16(), 401, "the public name");
+    let misdirected = write(port, &format!("100.101.102.103:{port}"));
+    assert_eq!(misdirected.status().as_u16(), 421);
+    assert!(misdirected.text().unwrap().contains("sink.example.org"));
 }
