@@ -10,6 +10,7 @@
 //! What it does not: decide when to scale or whether a run is drained (that is `greenflow-runs`), parse metrics, or
 //! read the sink's secrets (the password is handed in by the caller and never printed).
 
+mod diagnose;
 mod error;
 mod install;
 mod kube_cluster;
@@ -21,6 +22,7 @@ mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use diagnose::{SidecarState, last_remote_write_error, likely_cause};
 pub use error::ClusterError;
 pub use install::{Change, Helm, InstallPlan, InstallReport, UninstallReport};
 pub use kube_cluster::{ClusterNames, KubeCluster, connect};

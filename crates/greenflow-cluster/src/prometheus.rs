@@ -231,7 +231,7 @@ impl KubeCluster {
         Ok(info)
     }
 
-    async fn prometheus_name(&self) -> Result<String, ClusterError> {
+    pub(crate) async fn prometheus_name(&self) -> Result<String, ClusterError> {
         let known = self.prometheus_name.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match known {
             Some(name) => Ok(name),

@@ -44,6 +44,16 @@
 //! 6. **The service proxy uses ready endpoints only** (the endpoints controller leaves out terminating and unready
 //!    pods): 503 "no endpoints available" otherwise. **The pod proxy reaches the pod itself** while its container
 //!    runs, ready or not, terminating or not.
+//! 8. **A native sidecar gates the pod, and its logs are read as the kubelet serves them** ([`Sidecar`]): an init
+//!    container with `restartPolicy: Always` must be started (its startup probe passed) before the main containers
+//!    start, so while it is not, the pod is `Pending`, `prometheus` waits in `PodInitializing` and the pod is never
+//!    ready; a sidecar that keeps exiting is restarted with back-off (`CrashLoopBackOff`, `restartCount`,
+//!    `lastState.terminated`) (Kubernetes `pkg/kubelet/kuberuntime/kuberuntime_container.go` and the "Sidecar
+//!    containers" documentation). `GET .../pods/<pod>/log?container=<c>` answers as `validateContainerLogStatus` in
+//!    `pkg/kubelet/kubelet_pods.go` decides: a running container's log; a waiting one's last terminated instance
+//!    (so a crash-looping sidecar's last words); a waiting container with no previous instance is a 400 "container
+//!    \"c\" in pod \"p\" is waiting to start: image can't be pulled" (or `trying and failing to pull image`, or the
+//!    reason); an unknown container is a 400 "container c is not valid for pod p". `tailLines` keeps the last lines.
 //!
 //! ```no_run
 //! # async fn doc() {
@@ -95,6 +105,20 @@ impl Default for Timing {
             reload_after: Duration::from_millis(20),
         }
     }
+}
+
+/// How the Prometheus pod's Tailscale sidecar behaves (rule 8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sidecar {
+    /// It joins the tailnet: running and started; these are its log lines.
+    Joins(String),
+    /// It exits at every start (an auth key refused, say) and is restarted with back-off; these are the log lines
+    /// of its last run.
+    CrashLoops(String),
+    /// It runs but never has a tailnet address (its startup probe fails); these are its log lines.
+    NeverJoins(String),
+    /// Its image cannot be pulled; this is the kubelet's message.
+    ImagePull(String),
 }
 
 /// The Prometheus pod's life (rules 2 and 3).
@@ -168,6 +192,10 @@ struct State {
     replicas_owner: Option<String>,
     /// `spec.externalLabels` after each change, with when it was made (rule 5).
     label_history: Vec<(Instant, BTreeMap<String, String>)>,
+    /// The Tailscale sidecar of the pods, if they have one (rule 8).
+    sidecar: Option<Sidecar>,
+    /// The `prometheus` container's log.
+    prometheus_log: String,
 }
 
 /// The fake API server. Cheap to clone (shared state); build it, then take [`FakeApiServer::client`] or
@@ -227,6 +255,8 @@ impl FakeApiServer {
             pods_wanted: Default::default(),
             replicas_owner: Some("helm".into()),
             label_history: vec![(Instant::now(), BTreeMap::from([("greenflow_deployment".into(), "default".into())]))],
+            sidecar: None,
+            prometheus_log: String::new(),
         };
         let fake = Self { state: Arc::new(Mutex::new(state)) };
         {
@@ -331,6 +361,18 @@ impl FakeApiServer {
     /// Answers each pod's `/metrics` with `metrics(pod name)`: one queue per pod.
     pub fn with_pod_metrics(self, metrics: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
         self.lock().metrics = Arc::new(metrics);
+        self
+    }
+
+    /// With a Tailscale sidecar in Prometheus' pods that behaves as `sidecar` (rule 8).
+    pub fn with_sidecar(self, sidecar: Sidecar) -> Self {
+        self.lock().sidecar = Some(sidecar);
+        self
+    }
+
+    /// With these lines as the `prometheus` container's log.
+    pub fn with_prometheus_log(self, log: &str) -> Self {
+        self.lock().prometheus_log = log.to_owned();
         self
     }
 
@@ -726,7 +768,9 @@ impl State {
         };
         let mut objects = BTreeMap::new();
         for (pod_name, pod) in &self.pods {
+            let sidecar_started = matches!(self.sidecar, None | Some(Sidecar::Joins(_)));
             let ready = self.operator != Operator::NeverAvailable
+                && sidecar_started
                 && now >= pod.ready_at
                 && pod.deleted.is_none_or(|deleted| now < deleted + self.timing.pod_unready_after);
             let mut object = json!({
@@ -751,6 +795,36 @@ impl State {
                     "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
                 },
             });
+            if let Some(sidecar) = &self.sidecar {
+                let restarts = now.duration_since(pod.created).as_secs() / 10 + 1;
+                let (state, last, started) = match sidecar {
+                    Sidecar::Joins(_) => (json!({"running": {"startedAt": "2026-12-01T10:00:00Z"}}), json!({}), true),
+                    Sidecar::NeverJoins(_) => {
+                        (json!({"running": {"startedAt": "2026-12-01T10:00:00Z"}}), json!({}), false)
+                    }
+                    Sidecar::CrashLoops(_) => (
+                        json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off 40s restarting failed container=tailscale pod={pod_name}")}}),
+                        json!({"terminated": {"exitCode": 1, "reason": "Error", "containerID": "containerd://0123"}}),
+                        false,
+                    ),
+                    Sidecar::ImagePull(message) => {
+                        (json!({"waiting": {"reason": "ImagePullBackOff", "message": message}}), json!({}), false)
+                    }
+                };
+                let restart_count = if matches!(sidecar, Sidecar::CrashLoops(_)) { restarts } else { 0 };
+                object["spec"]["initContainers"] = json!([{"name": "tailscale", "restartPolicy": "Always"}]);
+                object["status"]["initContainerStatuses"] = json!([{
+                    "name": "tailscale", "state": state, "lastState": last, "ready": started, "started": started,
+                    "restartCount": restart_count, "image": "ghcr.io/tailscale/tailscale:v1.102.3",
+                }]);
+                if !started {
+                    object["status"]["phase"] = json!("Pending");
+                    object["status"]["containerStatuses"] = json!([{
+                        "name": "prometheus", "state": {"waiting": {"reason": "PodInitializing"}}, "ready": false,
+                        "started": false, "restartCount": 0, "lastState": {},
+                    }]);
+                }
+            }
             if pod.deleted.is_some() {
                 object["metadata"]["deletionTimestamp"] = json!(micro_time(OffsetDateTime::now_utc()));
                 object["metadata"]["deletionGracePeriodSeconds"] = json!(660);
@@ -852,6 +926,11 @@ impl State {
             && let Some((target, sub)) = rest.split_once("/proxy")
         {
             return self.pod_proxy(method, target, sub);
+        }
+        if let Some(pod) = path.strip_prefix(&pod_proxy_prefix).and_then(|rest| rest.strip_suffix("/log"))
+            && method == "GET"
+        {
+            return self.pod_log(pod, query);
         }
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         // Collections are /api/v1/<...> or /apis/<group>/<version>/<...>; an item adds its name.
@@ -1064,6 +1143,38 @@ impl State {
             );
         };
         self.metrics_response(&serving)
+    }
+
+    /// A container's log as the kubelet serves it (rule 8).
+    fn pod_log(&mut self, pod: &str, query: &str) -> Response<Body> {
+        let Some(object) = self.objects.get(&self.pod_collection()).and_then(|c| c.get(pod)).cloned() else {
+            return status_response(StatusCode::NOT_FOUND, "NotFound", &format!("pods \"{pod}\" not found"));
+        };
+        let container = query_param(query, "container").unwrap_or_else(|| "prometheus".into());
+        let bad = |message: String| status_response(StatusCode::BAD_REQUEST, "BadRequest", &message);
+        let text = match (container.as_str(), &self.sidecar) {
+            ("tailscale", Some(Sidecar::Joins(log) | Sidecar::NeverJoins(log) | Sidecar::CrashLoops(log))) => {
+                log.clone()
+            }
+            ("tailscale", Some(Sidecar::ImagePull(_))) => {
+                return bad(format!(
+                    "container \"tailscale\" in pod \"{pod}\" is waiting to start: trying and failing to pull image"
+                ));
+            }
+            ("prometheus", _) if object["status"]["phase"] == "Pending" => {
+                return bad(format!("container \"prometheus\" in pod \"{pod}\" is waiting to start: PodInitializing"));
+            }
+            ("prometheus", _) => self.prometheus_log.clone(),
+            (other, _) => return bad(format!("container {other} is not valid for pod {pod}")),
+        };
+        let tail = query_param(query, "tailLines").and_then(|n| n.parse::<usize>().ok()).unwrap_or(usize::MAX);
+        let lines: Vec<&str> = text.lines().collect();
+        let kept = lines[lines.len().saturating_sub(tail)..].join("\n");
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "text/plain")
+            .body(Body::from(kept.into_bytes()))
+            .unwrap_or_else(|_| Response::new(Body::from(Vec::new())))
     }
 
     /// The pod proxy: the pod itself while it exists (rule 6).

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use greenflow_cluster::testing::{FakeApiServer, Operator, Timing, prometheus_name};
+use greenflow_cluster::testing::{FakeApiServer, Operator, Sidecar, Timing, prometheus_name};
 use greenflow_cluster::{Change, ClusterError, InstallPlan};
 use greenflow_config::{Secret, Settings};
 use serde_json::json;
@@ -779,4 +779,37 @@ async fn helm_4_s_server_side_apply_conflicts_with_a_run_over_the_replicas() {
     cluster.scale(1, &BTreeMap::new(), &[]).await.unwrap();
     api.patch(&name, &PatchParams::apply("helm").force(), &Patch::Apply(&chart)).await.unwrap();
     assert_eq!(fake.prometheus().unwrap()["spec"]["replicas"], 0);
+}
+
+#[tokio::test]
+async fn a_sidecar_whose_image_cannot_be_pulled_holds_the_pod_and_is_named() {
+    let pull = "Back-off pulling image \"ghcr.io/tailscale/tailscale:v9.9.9\": not found";
+    let fake = FakeApiServer::new("monitoring", "greenflow").with_sidecar(Sidecar::ImagePull(pull.into()));
+    let cluster = fake.cluster();
+    cluster.scale(1, &BTreeMap::new(), &[]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Rule 8: the pod waits for its sidecar, and the kubelet has no log to give for either container.
+    let pods = cluster.prometheus_pods().await.unwrap();
+    assert_eq!(pods.len(), 1);
+    assert!(!pods[0].ready && pods[0].phase == "Pending", "{pods:?}");
+    let client = fake.client();
+    let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client, "monitoring");
+    let params = kube::api::LogParams { container: Some("tailscale".into()), ..Default::default() };
+    let err = api.logs(&pods[0].name, &params).await.unwrap_err().to_string();
+    assert!(err.contains("is waiting to start: trying and failing to pull image"), "{err}");
+    let cause = cluster.diagnose_route().await.unwrap().unwrap();
+    assert!(cause.contains("cannot be pulled") && cause.contains("v9.9.9"), "{cause}");
+    assert!(cause.contains("cluster.tailscale.image"), "{cause}");
+}
+
+#[tokio::test]
+async fn a_pod_without_a_sidecar_or_errors_has_no_diagnosis() {
+    let fake =
+        FakeApiServer::new("monitoring", "greenflow").with_prometheus_log("level=INFO msg=\"Server is ready\"\n");
+    let cluster = fake.cluster();
+    assert_eq!(cluster.diagnose_route().await.unwrap(), None, "no pod yet");
+    cluster.scale(1, &BTreeMap::new(), &[]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cluster.prometheus_pods().await.unwrap();
+    assert_eq!(cluster.diagnose_route().await.unwrap(), None);
 }

@@ -160,4 +160,11 @@ pub trait ClusterBackend {
     /// Stops Prometheus and removes the run's external labels, and waits until its pod is gone. Safe to call when it
     /// is not running.
     async fn scale_down(&mut self, progress: Progress<'_>) -> Result<(), BackendError>;
+
+    /// The likely cause when Prometheus does not get ready or its samples do not arrive (the route's sidecar not
+    /// joined, its auth key refused, the proxy or TLS failing), from what the back-end can see. None: nothing
+    /// points at one.
+    async fn diagnose_route(&mut self) -> Option<String> {
+        None
+    }
 }

@@ -166,6 +166,16 @@ pub fn backend_error(err: ClusterError) -> BackendError {
 }
 
 impl ClusterBackend for KubeBackend {
+    async fn diagnose_route(&mut self) -> Option<String> {
+        match self.cluster.diagnose_route().await {
+            Ok(cause) => cause,
+            Err(err) => {
+                tracing::debug!(error = %err, "no diagnosis of the route");
+                None
+            }
+        }
+    }
+
     fn kind(&self) -> BackendKind {
         BackendKind::Kube
     }

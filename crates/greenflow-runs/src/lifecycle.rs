@@ -438,7 +438,10 @@ impl<'r, 'c, 'a, B: ClusterBackend> ActiveRun<'r, 'c, 'a, B> {
         };
         match scaled {
             Some(Ok(())) => {}
-            Some(Err(e)) => return Active { scaled_up: false, flowing: false, error: Some(scale_up_error(e)) },
+            Some(Err(e)) => {
+                let error = self.with_likely_cause(scale_up_error(e)).await;
+                return Active { scaled_up: false, flowing: false, error: Some(error) };
+            }
             None => {
                 self.reporter().note("interrupted while Prometheus was starting; scaling it back down");
                 return Active { scaled_up: false, flowing: false, error: None };
@@ -456,10 +459,21 @@ impl<'r, 'c, 'a, B: ClusterBackend> ActiveRun<'r, 'c, 'a, B> {
         match self.wait_first_sample().await {
             Ok(true) => {}
             Ok(false) => return Active { scaled_up: true, flowing: false, error: None },
-            Err(e) => return Active { scaled_up: true, flowing: false, error: Some(e) },
+            Err(e) => {
+                let error = self.with_likely_cause(e).await;
+                return Active { scaled_up: true, flowing: false, error: Some(error) };
+            }
         }
         let error = self.workload().await.err();
         Active { scaled_up: true, flowing: true, error }
+    }
+
+    /// `error`, with the back-end's likely cause added when it sees one (bounded: a diagnosis never holds a run up).
+    async fn with_likely_cause(&mut self, error: String) -> String {
+        match tokio::time::timeout(Duration::from_secs(20), self.backend.diagnose_route()).await {
+            Ok(Some(cause)) => format!("{error}; likely cause: {cause}"),
+            _ => error,
+        }
     }
 
     /// Reads the queue's counters right after scale-up: the baseline for losses.

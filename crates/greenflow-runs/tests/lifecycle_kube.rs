@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use greenflow_cluster::testing::{FakeApiServer, Operator, Timing};
+use greenflow_cluster::testing::{FakeApiServer, Operator, Sidecar, Timing};
 use greenflow_runs::lifecycle::{self, RunContext};
 use greenflow_runs::{
     DrainOutcome, Interrupts, KubeBackend, Reporter, RunError, RunRecord, RunRequest, RunStatus, RunStore, Workload,
@@ -576,4 +576,46 @@ async fn with_two_shards_the_drain_waits_for_each_queue() {
             "prometheus-greenflow-kube-prometheus-prometheus-shard-1-0"
         ]
     );
+}
+
+/// What a refused key makes `tailscale up` and containerboot print (`cmd/tailscale/cli/up.go`: `backend error:`;
+/// `cmd/containerboot/main.go`: `failed to auth tailscale`); the key text is control's.
+const REFUSED_KEY_LOG: &str = "boot: 2026/12/02 06:00:00 Starting tailscaled\nboot: 2026/12/02 06:00:01 Waiting for tailscaled socket\nbackend error: invalid key: API key kTEST1CNTRL not valid\nboot: 2026/12/02 06:00:02 failed to auth tailscale: failed to auth tailscale: tailscale up failed: exit status 1\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_tailscale_auth_key_is_named_when_prometheus_never_gets_ready() {
+    let fake = FakeApiServer::new("monitoring", "greenflow").with_sidecar(Sidecar::CrashLoops(REFUSED_KEY_LOG.into()));
+    let setup = Setup::new(fake, Generation::PerQueue, 0).await;
+    let mut request = request(Workload::For(Duration::from_secs(1)));
+    request.ready_timeout = Duration::from_secs(1);
+    let record = setup.run(&request).await.unwrap();
+    assert_eq!(record.status, RunStatus::Failed, "{record:?}");
+    let error = record.error.unwrap();
+    assert!(error.contains("did not become ready"), "{error}");
+    assert!(error.contains("likely cause: the Tailscale sidecar's auth key was refused"), "{error}");
+    assert!(error.contains("TS_AUTHKEY"), "{error}");
+    prometheus_is_scaled_down(&setup.fake);
+    assert!(setup.fake.lease().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_cannot_reach_the_sink_is_named_when_no_sample_arrives() {
+    // Printed by the real Prometheus 3.5.3 agent writing through a proxy that refuses.
+    let log = r#"time=2026-12-02T06:08:12.120Z level=WARN source=queue_manager.go:2027 msg="Failed to send batch, retrying" component=remote remote_name=greenflow-sink url=https://laptop.tail1234.ts.net/vm/api/v1/write err="Post \"https://laptop.tail1234.ts.net/vm/api/v1/write\": proxyconnect tcp: dial tcp 127.0.0.1:1055: connect: connection refused""#;
+    let fake = FakeApiServer::new("monitoring", "greenflow")
+        .with_sidecar(Sidecar::Joins(
+            "boot: 2026/12/02 06:00:03 Startup complete, waiting for shutdown signal\n".into(),
+        ))
+        .with_prometheus_log(log);
+    let setup = Setup::new(fake, Generation::PerQueue, 0).await;
+    setup.queue.stalled.store(true, Ordering::SeqCst);
+    let mut request = request(Workload::For(Duration::from_secs(1)));
+    request.first_sample_timeout = Duration::from_secs(2);
+    let record = setup.run(&request).await.unwrap();
+    assert_eq!(record.status, RunStatus::Failed, "{record:?}");
+    let error = record.error.unwrap();
+    assert!(error.contains("no sample of the run reached the sink"), "{error}");
+    assert!(error.contains("likely cause: the Tailscale sidecar's proxy cannot reach the sink"), "{error}");
+    assert!(error.contains("127.0.0.1:1055"), "{error}");
+    prometheus_is_scaled_down(&setup.fake);
 }
