@@ -459,6 +459,15 @@ impl InstallPlan {
     }
 }
 
+/// [`InstallPlan::check_auth_key`] before there is a plan (before helm is looked for): the key is the likelier
+/// thing to be missing.
+pub fn check_route_auth_key(route: &crate::Route, auth_key: Option<&Secret>) -> Result<(), ClusterError> {
+    if route.sidecar.is_none() {
+        return Ok(());
+    }
+    check_auth_key(auth_key)
+}
+
 fn check_auth_key(auth_key: Option<&Secret>) -> Result<(), ClusterError> {
     match auth_key {
         None => Err(ClusterError::NoAuthKey { problem: "TS_AUTHKEY is not set".into() }),

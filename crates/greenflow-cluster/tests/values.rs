@@ -428,3 +428,33 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn each_route_describes_itself_for_cluster_status() {
+    let cases = [
+        (
+            TAILNET.to_owned(),
+            "sidecar (default for a tailnet name): https://laptop.tail1234.ts.net/vm/api/v1/write through the Tailscale sidecar's proxy http://127.0.0.1:1055 (node greenflow-default)",
+        ),
+        (
+            format!("{TAILNET}cluster:\n  reach: funnel\n"),
+            "funnel (cluster.reach): https://laptop.tail1234.ts.net/vm/api/v1/write over the internet",
+        ),
+        (
+            format!("{TAILNET}cluster:\n  reach: nodes\n  tailscale:\n    sink_ip: 100.64.0.7\n"),
+            "nodes (cluster.reach): https://laptop.tail1234.ts.net/vm/api/v1/write over the nodes' tailnet, laptop.tail1234.ts.net -> 100.64.0.7",
+        ),
+        (
+            format!("{TAILNET}cluster:\n  reach: operator\n"),
+            "operator (cluster.reach): https://greenflow-sink.monitoring.svc.cluster.local/vm/api/v1/write through the Tailscale operator's egress Service greenflow-sink",
+        ),
+        (
+            "sink:\n  public_host: https://sink.example.org\n".to_owned(),
+            "direct (default for an address that is not a tailnet name): https://sink.example.org/vm/api/v1/write straight",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let route = greenflow_cluster::route(&settings(&yaml, &[]), None).unwrap();
+        assert!(route.describe().starts_with(expected), "{}\nexpected: {expected}", route.describe());
+    }
+}

@@ -538,7 +538,7 @@ impl fmt::Display for Reach {
 
 /// The Tailscale settings of the cluster's routes (`cluster.tailscale`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ClusterTailscale {
     /// The sidecar's image, pinned by version.
     pub image: String,

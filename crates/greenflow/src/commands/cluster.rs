@@ -37,14 +37,19 @@ pub fn sink_ip_for_route(settings: &Settings) -> anyhow::Result<Option<std::net:
 }
 
 async fn install(settings: &Settings, args: &ClusterInstallArgs) -> anyhow::Result<u8> {
-    // helm and the values first: nothing is touched when either is missing.
-    let plan = InstallPlan::new(settings, sink_ip_for_route(settings)?)?;
+    // The route's auth key, helm and the values first: nothing is touched when one is missing. A dry run needs no
+    // key: it shows what would be done.
+    let sink_ip = sink_ip_for_route(settings)?;
+    let auth_key = settings.env.secret(greenflow_config::SecretVar::TailscaleAuthKey);
+    if !args.dry_run {
+        greenflow_cluster::check_route_auth_key(&greenflow_cluster::route(settings, sink_ip)?, auth_key.as_ref())?;
+    }
+    let plan = InstallPlan::new(settings, sink_ip)?;
     if args.dry_run {
         print!("{}", plan.describe());
         return Ok(exit::OK);
     }
-    let auth_key = settings.env.secret(greenflow_config::SecretVar::TailscaleAuthKey);
-    plan.check_auth_key(auth_key.as_ref())?;
+
     let cluster = greenflow_cluster::connect(settings).await?;
     // The cluster holds the writer's credential: remote write only, never queries, exports or deletes.
     let password = greenflow_sink::writer_password(settings).context("cannot read the sink's writer password")?;
@@ -110,10 +115,37 @@ async fn status(settings: &Settings, args: &FormatArgs) -> anyhow::Result<u8> {
     let lossy = matches!(&queue, Some(Ok(q)) if q.samples_failed > 0.0 || q.samples_dropped > 0.0);
     let installed = matches!(status.release, Ok(Some(_))) && status.prometheus.is_ok();
     let healthy = installed && !lossy;
+    // The configured route, and while Prometheus runs, what its pod shows of it.
+    let route = sink_ip_for_route(settings)
+        .and_then(|ip| Ok(greenflow_cluster::route(settings, ip)?))
+        .map_err(|e| format!("{e:#}"));
+    let running = matches!(&status.prometheus, Ok(p) if p.replicas > 0);
+    let route_check = if running { cluster.diagnose_route().await.ok().flatten() } else { None };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status_json(&status, &queue, healthy))?);
+        let mut value = status_json(&status, &queue, healthy);
+        value["route"] = match &route {
+            Ok(r) => json!({
+                "reach": r.reach.as_str(),
+                "chosen_by": r.chosen_by,
+                "url": r.url,
+                "proxy_url": r.proxy_url,
+                "tls_server_name": r.tls_server_name,
+                "description": r.describe(),
+            }),
+            Err(_) => Value::Null,
+        };
+        value["route_error"] = route.as_ref().err().map_or(Value::Null, |e| json!(e));
+        value["route_check"] = route_check.as_ref().map_or(Value::Null, |c| json!(c));
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print_status(&status, &queue);
+        match &route {
+            Ok(r) => println!("route        {}", r.describe()),
+            Err(e) => println!("route        unknown: {e}"),
+        }
+        if let Some(cause) = &route_check {
+            println!("route check  {cause}");
+        }
     }
     Ok(if healthy { exit::OK } else { exit::UNHEALTHY })
 }
