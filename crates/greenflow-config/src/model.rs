@@ -474,7 +474,8 @@ pub struct ClusterConfig {
     pub node_selector: std::collections::BTreeMap<String, String>,
     /// Scrape Scaphandre's power metrics with a ServiceMonitor.
     pub scaphandre: bool,
-    /// TLS server name for the remote-write connection, when the URL's host is not the certificate's.
+    /// TLS server name for the remote-write connection, when the URL's host is not the certificate's (the
+    /// `operator` route sets it itself). The sink answers only requests whose `Host` is a name it serves.
     pub tls_server_name: Option<String>,
     /// Name of the Secret holding the remote-write user name and password.
     pub remote_write_secret: String,

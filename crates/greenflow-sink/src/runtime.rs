@@ -190,6 +190,7 @@ impl RunningSink {
         }
         let lock = SinkLock::acquire(settings)?;
         let prepared = prepare(settings)?;
+        check_funnel_password(settings)?;
         let supervisor = Supervisor::start(prepared.components.iter().map(|c| c.spec.clone()).collect()).await?;
         let funnel = match publish_funnel(settings) {
             Ok(funnel) => funnel,
@@ -286,6 +287,28 @@ impl RunningSink {
         self.supervisor.stop().await;
         let _ = fs::remove_file(&self.state_path);
     }
+}
+
+/// For `cluster.reach: funnel`, refuses a writer's password that greenflow did not generate at full strength: on the
+/// internet it is the only guard.
+fn check_funnel_password(settings: &Settings) -> Result<(), SinkError> {
+    if settings.config.cluster.reach != Some(greenflow_config::Reach::Funnel) {
+        return Ok(());
+    }
+    let Some(public) = settings.public_address()? else { return Ok(()) };
+    let writer = crate::layout::writer_password(settings)?;
+    if writer.expose().chars().count() < 32 {
+        return Err(SinkError::Tailnet {
+            host: public.host.clone(),
+            detail: format!(
+                "cluster.reach `funnel` publishes the sink on the internet, guarded by the writer's password alone, \
+                 and {} holds fewer than the 32 random characters greenflow generates: delete it to have one \
+                 generated (then run `greenflow cluster install` again)",
+                crate::layout::writer_password_file(settings).display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// For `cluster.reach: funnel`, publishes the write-only site with Tailscale Funnel under the public name.

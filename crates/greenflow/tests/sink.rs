@@ -523,3 +523,22 @@ fn no_write_is_answered_200_for_a_site_it_did_not_reach() {
     assert_eq!(misdirected.status().as_u16(), 421);
     assert!(misdirected.text().unwrap().contains("sink.example.org"));
 }
+
+#[test]
+fn funnel_refuses_a_writer_password_greenflow_did_not_generate() {
+    let config =
+        format!("  public_host: laptop.tail1234.ts.net\n  funnel_port: {}\ncluster:\n  reach: funnel\n", free_port());
+    let project = with_stand_in_tailscale(Project::with_config(&config), "Running", "127.0.0.2");
+    let secrets = project.data_dir().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("sink-writer-password"), "hunter2").unwrap();
+    std::fs::set_permissions(secrets.join("sink-writer-password"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .unwrap();
+    let output = project.run(&["sink", "up", "--detach"]);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let err = stderr(&output);
+    assert!(err.contains("cluster.reach `funnel`") && err.contains("32 random characters"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(tailscale_calls(&project).iter().all(|c| !c.starts_with("funnel")), "nothing was published");
+    assert_no_process_mentions(&project.path().to_string_lossy(), Duration::from_secs(5));
+}
