@@ -392,13 +392,16 @@ pub struct RunArgs {
 pub enum ClusterCommand {
     /// Install or upgrade the pinned kube-prometheus-stack chart, configured to remote-write into this sink.
     ///
-    /// Steps: check helm (cluster.helm_binary or PATH) and that the API server answers, before anything changes;
-    /// create the namespace if missing; create or update the Secret cluster.remote_write_secret with the sink's user
-    /// name and password (the password never goes into Helm values); `helm upgrade --install` with the values of
-    /// `greenflow values`. Safe to run again: it converges. Prometheus stays at 0 replicas until `greenflow run`.
+    /// Steps: check the route's Tailscale auth key (cluster.reach: sidecar, the default for a tailnet name, needs
+    /// TS_AUTHKEY), helm (cluster.helm_binary or PATH) and that the API server answers, before anything changes;
+    /// create the namespace if missing; create or update the Secret cluster.remote_write_secret with the sink's
+    /// writer name and password, and for the sidecar the Secret cluster.tailscale.auth_key_secret with TS_AUTHKEY
+    /// (no secret goes into Helm values); `helm upgrade --install` with the values of `greenflow values`. Safe to run
+    /// again: it converges. Prometheus stays at 0 replicas until `greenflow run`.
     Install(ClusterInstallArgs),
     /// Show the release, the Prometheus resource (replicas, Available/Reconciled), remote-write health read from
-    /// Prometheus' own /metrics (sent, pending, failed, dropped) and who holds the experiment lock. Exit 1 when not
+    /// Prometheus' own /metrics (sent, pending, failed, dropped), who holds the experiment lock, and the route to
+    /// the sink (cluster.reach; while Prometheus runs, the likely cause if its pod shows one). Exit 1 when not
     /// installed or when samples were failed or dropped.
     Status(FormatArgs),
     /// Remove the release (helm uninstall), the remote-write Secret and the experiment lock; keeps the namespace.
