@@ -542,3 +542,18 @@ fn funnel_refuses_a_writer_password_greenflow_did_not_generate() {
     assert!(tailscale_calls(&project).iter().all(|c| !c.starts_with("funnel")), "nothing was published");
     assert_no_process_mentions(&project.path().to_string_lossy(), Duration::from_secs(5));
 }
+
+#[test]
+fn the_operator_route_adds_the_egress_services_name_to_the_tailnet_site() {
+    let port = free_port();
+    let config = format!("  public_host: https://laptop.tail1234.ts.net:{port}\ncluster:\n  reach: operator\n");
+    let project = with_stand_in_tailscale(Project::with_config(&config), "Running", "127.0.0.2");
+    // The real Caddy takes the alias site (its own CA, kept out of the trust store) and the 421 catch-all.
+    project.sink_up();
+    let caddyfile = std::fs::read_to_string(project.state_dir().join("sink/caddy/Caddyfile")).unwrap();
+    let alias = format!("https://greenflow-sink.monitoring.svc.cluster.local:{port} {{");
+    assert!(caddyfile.contains(&alias), "{caddyfile}");
+    assert!(caddyfile.contains(&format!("https://:{port} {{")), "{caddyfile}");
+    let status = project.run(&["sink", "status", "--json"]);
+    assert!(status.status.success(), "{}", describe(&status));
+}
