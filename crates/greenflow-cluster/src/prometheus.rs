@@ -322,6 +322,31 @@ impl KubeCluster {
         }
     }
 
+    /// Waits until a pod of the Prometheus resource is ready and not terminating (the new one: a terminating pod may
+    /// still count as ready for a while), polling, at most `timeout`. [`ClusterError::NotReady`] on timeout, with the
+    /// pods seen last.
+    pub async fn wait_for_a_ready_pod(
+        &self,
+        timeout: Duration,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<(), ClusterError> {
+        let start = Instant::now();
+        loop {
+            let pods = self.prometheus_pods().await?;
+            if pods.iter().any(|p| p.ready && !p.terminating) {
+                return Ok(());
+            }
+            let listed = pods.iter().map(PrometheusPod::describe).collect::<Vec<_>>().join(", ");
+            let detail = format!("Prometheus' pod: {}", if listed.is_empty() { "none yet".into() } else { listed });
+            let elapsed = start.elapsed();
+            if elapsed >= timeout {
+                return Err(ClusterError::NotReady { timeout, detail });
+            }
+            progress(&detail);
+            tokio::time::sleep(self.poll_interval.min(timeout - elapsed).min(Duration::from_millis(200))).await;
+        }
+    }
+
     /// The API server path of `pod`'s `/metrics` through the pod proxy.
     pub fn metrics_path(&self, pod: &str) -> String {
         format!("/api/v1/namespaces/{}/pods/{pod}:{PROMETHEUS_POD_PORT}/proxy/metrics", self.names.namespace)

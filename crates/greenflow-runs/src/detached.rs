@@ -121,7 +121,7 @@ impl DetachedCluster {
                     format!(
                         "its supervisor exited ({status}); `{}` ends with:\n{}",
                         log_path.display(),
-                        tail(&log_path, 10)
+                        greenflow_sink::tail_lines(&log_path, 10)
                     )
                 });
                 return Err(failure(format!("{why}; greenflow stopped instead of restarting it")));
@@ -188,12 +188,6 @@ impl DetachedCluster {
 
 fn failure(detail: String) -> RunError {
     RunError::LocalCluster { detail }
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Runs the plan saved in `dir` until `stop` resolves, publishing its state in `dir`: the body of greenflow's hidden

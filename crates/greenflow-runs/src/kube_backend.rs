@@ -131,23 +131,6 @@ impl KubeBackend {
             other => backend_error(other),
         })
     }
-
-    /// Waits until the new pod is ready and not terminating (at most until `deadline`).
-    async fn wait_for_our_pod(&self, deadline: Instant, progress: Progress<'_>) -> Result<(), BackendError> {
-        loop {
-            let pods = self.cluster.prometheus_pods().await.map_err(backend_error)?;
-            if pods.iter().any(|p| p.ready && !p.terminating) {
-                return Ok(());
-            }
-            let listed = pods.iter().map(|p| p.describe()).collect::<Vec<_>>().join(", ");
-            let detail = format!("Prometheus' pod: {}", if listed.is_empty() { "none yet".into() } else { listed });
-            if Instant::now() >= deadline {
-                return Err(BackendError::NotReady { timeout: Duration::ZERO, detail });
-            }
-            progress(&detail);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
 }
 
 /// Turns a cluster error into the lifecycle's: the lock and readiness kinds keep their meaning, the rest keep their
@@ -246,9 +229,10 @@ impl ClusterBackend for KubeBackend {
         let patched = self.cluster.scale(self.replicas, labels, &[]).await.map_err(backend_error)?;
         let left = deadline.saturating_duration_since(Instant::now());
         self.cluster.wait_ready(patched.generation, left, progress).await.map_err(backend_error)?;
-        self.wait_for_our_pod(deadline, progress).await.map_err(|e| match e {
-            BackendError::NotReady { detail, .. } => BackendError::NotReady { timeout, detail },
-            other => other,
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.cluster.wait_for_a_ready_pod(left, progress).await.map_err(|e| match e {
+            ClusterError::NotReady { detail, .. } => BackendError::NotReady { timeout, detail },
+            other => backend_error(other),
         })
     }
 

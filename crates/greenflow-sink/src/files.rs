@@ -73,6 +73,13 @@ fn generate_secret(path: &Path) -> Result<Secret, SinkError> {
     Ok(Secret::new(secret))
 }
 
+/// The last `lines` lines of the text file at `path` (empty if it cannot be read): a log's last words for a message.
+pub fn tail_lines(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 /// The total size of the files below `path` (0 if it does not exist).
 pub fn dir_size(path: &Path) -> u64 {
     walkdir::WalkDir::new(path)

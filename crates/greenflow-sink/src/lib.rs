@@ -20,7 +20,7 @@ pub mod vm_data;
 pub use binaries::{Program, parse_version};
 pub use client::{ImportSeries, InstantSample, SinkClient, promql_string};
 pub use error::SinkError;
-pub use files::{dir_size, ensure_dir, load_or_generate_secret, write_private, write_public};
+pub use files::{dir_size, ensure_dir, load_or_generate_secret, tail_lines, write_private, write_public};
 pub use layout::{
     Component, ComponentName, GrafanaAbsence, GrafanaInstall, Preflight, PreparedSink, SinkUrls, VM_ENV_FLAG_PREFIX,
     check_port_free, existing_sink_password, existing_writer_password, loopback_urls, preflight, prepare,

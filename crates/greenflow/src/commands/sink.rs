@@ -143,7 +143,7 @@ async fn detach(settings: &Settings, args: &SinkUpArgs, config_flag: Option<&Pat
         if let Some(status) = child.try_wait()? {
             break Err(anyhow!(
                 "the background sink exited ({status}) before it was healthy:\n{}",
-                tail(&log_path, 15)
+                greenflow_sink::tail_lines(&log_path, 15)
             ));
         }
         if let Some(state) = read_state(settings) {
@@ -162,7 +162,7 @@ async fn detach(settings: &Settings, args: &SinkUpArgs, config_flag: Option<&Pat
             break Err(anyhow!(
                 "the sink did not become healthy in time ({last_problem}); its log `{}` ends with:\n{}",
                 log_path.display(),
-                tail(&log_path, 15)
+                greenflow_sink::tail_lines(&log_path, 15)
             ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -173,12 +173,6 @@ async fn detach(settings: &Settings, args: &SinkUpArgs, config_flag: Option<&Pat
     print_urls(&state.urls, &settings.config.sink.username, state.grafana_absent.as_ref());
     eprintln!("`greenflow sink down` stops it.");
     Ok(exit::OK)
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// `sink down`.
