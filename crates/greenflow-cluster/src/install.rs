@@ -452,24 +452,30 @@ impl InstallPlan {
     /// For a route with a sidecar, checks its auth key without showing it: present, and shaped like one
     /// (`tskey-auth-...`, or an OAuth client secret `tskey-client-...`).
     pub fn check_auth_key(&self, auth_key: Option<&Secret>) -> Result<(), ClusterError> {
-        if self.auth_key_secret.is_none() {
-            return Ok(());
+        match self.route.as_ref().and_then(|r| r.sidecar.as_ref()) {
+            Some(sidecar) => check_auth_key(auth_key, &sidecar.tags),
+            None => Ok(()),
         }
-        check_auth_key(auth_key)
     }
 }
 
 /// [`InstallPlan::check_auth_key`] before there is a plan (before helm is looked for): the key is the likelier
 /// thing to be missing.
 pub fn check_route_auth_key(route: &crate::Route, auth_key: Option<&Secret>) -> Result<(), ClusterError> {
-    if route.sidecar.is_none() {
-        return Ok(());
+    match &route.sidecar {
+        Some(sidecar) => check_auth_key(auth_key, &sidecar.tags),
+        None => Ok(()),
     }
-    check_auth_key(auth_key)
 }
 
-fn check_auth_key(auth_key: Option<&Secret>) -> Result<(), ClusterError> {
+fn check_auth_key(auth_key: Option<&Secret>, tags: &[String]) -> Result<(), ClusterError> {
     match auth_key {
+        // tailscale's `feature/oauthkey`: a client secret registers only tagged nodes.
+        Some(key) if key.expose().starts_with("tskey-client-") && tags.is_empty() => Err(ClusterError::NoAuthKey {
+            problem: "TS_AUTHKEY is an OAuth client secret, whose nodes must be tagged: set cluster.tailscale.tags \
+                      (e.g. [tag:greenflow])"
+                .into(),
+        }),
         None => Err(ClusterError::NoAuthKey { problem: "TS_AUTHKEY is not set".into() }),
         Some(key) if !key.expose().starts_with("tskey-") || key.expose().chars().any(|c| c.is_whitespace()) => {
             Err(ClusterError::NoAuthKey {

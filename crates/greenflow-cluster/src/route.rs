@@ -138,6 +138,7 @@ pub fn route(settings: &Settings, sink_ip: Option<IpAddr>) -> Result<Route, Clus
                 proxy_port: tailscale.proxy_port,
                 cpu_request: tailscale.cpu_request.clone(),
                 memory: tailscale.memory.clone(),
+                tags: tailscale.tags.clone(),
             });
         }
         Reach::Funnel => {

@@ -301,6 +301,12 @@ fn a_tailnet_name_means_a_tailscale_sidecar_with_its_proxy() {
     assert_eq!(env["TS_OUTBOUND_HTTP_PROXY_LISTEN"]["value"].as_str(), Some("127.0.0.1:1055"));
     assert_eq!(env["TS_HOSTNAME"]["value"].as_str(), Some("greenflow-default"));
     assert!(!env.contains_key("TS_STATE_DIR"), "state must not outlive the pod");
+    assert!(!env.contains_key("TS_EXTRA_ARGS"), "no tags asked for: the key's own apply");
+    let tagged =
+        crd_checked_spec(&format!("{TAILNET}cluster:\n  tailscale:\n    tags: [tag:greenflow, tag:g5k]\n"), None);
+    let tagged_env = tagged["prometheus"]["prometheusSpec"]["initContainers"][0]["env"].as_sequence().unwrap().clone();
+    let extra = tagged_env.iter().find(|e| e["name"] == "TS_EXTRA_ARGS").unwrap();
+    assert_eq!(extra["value"].as_str(), Some("--advertise-tags=tag:greenflow,tag:g5k"));
     let key = &env["TS_AUTHKEY"]["valueFrom"]["secretKeyRef"];
     assert_eq!(key["name"].as_str(), Some("greenflow-tailscale-auth"));
     assert_eq!(key["key"].as_str(), Some("TS_AUTHKEY"));
@@ -380,7 +386,12 @@ proptest! {
     /// Whatever the deployment is called, the sidecar's node name is a DNS label; a hostile configured name is
     /// refused naming its key.
     #[test]
-    fn sidecar_names_are_dns_labels_or_refused(deployment in hostile(), hostname in hostile(), secret in hostile()) {
+    fn sidecar_names_are_dns_labels_or_refused(
+        deployment in hostile(),
+        hostname in hostile(),
+        secret in hostile(),
+        tag in prop_oneof![hostile(), hostile().prop_map(|t| format!("tag:{t}"))],
+    ) {
         let mut config = Value::Mapping(Default::default());
         config["sink"] = serde_yaml::from_str("public_host: laptop.tail1234.ts.net").unwrap();
         let mut cluster = serde_yaml::Mapping::new();
@@ -405,6 +416,7 @@ proptest! {
         let mut tailscale = serde_yaml::Mapping::new();
         tailscale.insert("hostname".into(), hostname.clone().into());
         tailscale.insert("auth_key_secret".into(), secret.clone().into());
+        tailscale.insert("tags".into(), Value::Sequence(vec![tag.clone().into()]));
         config["cluster"]["tailscale"] = Value::Mapping(tailscale);
         match derived(&config) {
             Ok(settings) => {
@@ -416,12 +428,17 @@ proptest! {
                 prop_assert_eq!(hostname_env["value"].as_str(), Some(hostname.as_str()));
                 let key = env.iter().find(|e| e["name"] == "TS_AUTHKEY").unwrap();
                 prop_assert_eq!(key["valueFrom"]["secretKeyRef"]["name"].as_str(), Some(secret.as_str()));
+                let extra = env.iter().find(|e| e["name"] == "TS_EXTRA_ARGS").unwrap();
+                let expected = format!("--advertise-tags={tag}");
+                prop_assert_eq!(extra["value"].as_str(), Some(expected.as_str()));
+                // containerboot splits TS_EXTRA_ARGS on blanks: one argument, whatever the tag.
+                prop_assert_eq!(extra["value"].as_str().unwrap().split_whitespace().count(), 1);
             }
             Err(err) => {
                 let err = err.to_string();
                 prop_assert!(
                     err.contains("cluster.tailscale.hostname") || err.contains("cluster.tailscale.auth_key_secret")
-                        || err.contains("cluster.deployment"),
+                        || err.contains("cluster.tailscale.tags") || err.contains("cluster.deployment"),
                     "{}", err
                 );
             }

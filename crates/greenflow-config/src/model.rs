@@ -557,6 +557,9 @@ pub struct ClusterTailscale {
     pub sink_ip: Option<std::net::IpAddr>,
     /// For `operator`: the egress Service greenflow's values create in the release's namespace.
     pub egress_service: String,
+    /// Tags the sidecar's node asks for (`--advertise-tags`), e.g. `[tag:greenflow]`. Empty: the auth key's own
+    /// tags. Needed when `TS_AUTHKEY` is an OAuth client secret (`tskey-client-...`), whose nodes must be tagged.
+    pub tags: Vec<String>,
 }
 
 /// The Tailscale release the sidecar runs by default (its container image tag): the latest stable release read
@@ -574,6 +577,7 @@ impl Default for ClusterTailscale {
             memory: "128Mi".into(),
             sink_ip: None,
             egress_service: "greenflow-sink".into(),
+            tags: Vec::new(),
         }
     }
 }
@@ -606,6 +610,20 @@ impl ClusterTailscale {
                     key,
                     value,
                     "Kubernetes names are lower-case letters, digits and '-' (at most 63), e.g. greenflow-sink",
+                ));
+            }
+        }
+        for tag in &self.tags {
+            let name = tag.strip_prefix("tag:").unwrap_or_default();
+            let ok = name.len() <= 63
+                && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if !ok {
+                return Err(ConfigError::value(
+                    "cluster.tailscale.tags",
+                    tag,
+                    "a Tailscale tag is `tag:` and a name of letters, digits and '-' starting with a letter, e.g. \
+                     tag:greenflow",
                 ));
             }
         }

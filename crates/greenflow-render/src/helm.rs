@@ -50,6 +50,15 @@ pub struct TailscaleSidecar {
     pub cpu_request: String,
     /// Memory request and limit.
     pub memory: String,
+    /// Tags the node asks for (`--advertise-tags`); empty: the auth key's.
+    pub tags: Vec<String>,
+}
+
+impl TailscaleSidecar {
+    /// `--advertise-tags=tag:a,tag:b`, the `tailscale up` flag containerboot passes on from `TS_EXTRA_ARGS`.
+    pub fn advertise_tags(&self) -> String {
+        format!("--advertise-tags={}", self.tags.join(","))
+    }
 }
 
 /// The container name of the Tailscale sidecar in the Prometheus pod.
