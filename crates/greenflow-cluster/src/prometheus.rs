@@ -71,6 +71,14 @@ impl PrometheusPod {
     }
 }
 
+/// Why a wait for the pods ended without what it waited for.
+enum PodWaitEnd {
+    /// Time ran out; the pods listed last.
+    TimedOut(String),
+    /// The pods could not be read.
+    Failed(ClusterError),
+}
+
 /// One status condition of the Prometheus resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Condition {
@@ -304,22 +312,16 @@ impl KubeCluster {
         timeout: Duration,
         progress: &(dyn Fn(&str) + Sync),
     ) -> Result<(), ClusterError> {
-        let start = Instant::now();
-        loop {
-            let pods = self.prometheus_pods().await?;
-            if pods.is_empty() {
-                return Ok(());
-            }
-            let listed = pods.iter().map(PrometheusPod::describe).collect::<Vec<_>>().join(", ");
-            progress(&format!("waiting for Prometheus' pod to be gone: {listed}"));
-            let elapsed = start.elapsed();
-            if elapsed >= timeout {
-                return Err(ClusterError::PodsRemain {
-                    detail: format!("Prometheus' pod is still there after {}s: {listed}", timeout.as_secs()),
-                });
-            }
-            tokio::time::sleep(self.poll_interval.min(timeout - elapsed)).await;
-        }
+        self.wait_for_pods(timeout, progress, Vec::is_empty, |listed| {
+            format!("waiting for Prometheus' pod to be gone: {listed}")
+        })
+        .await
+        .map_err(|end| match end {
+            PodWaitEnd::TimedOut(listed) => ClusterError::PodsRemain {
+                detail: format!("Prometheus' pod is still there after {}s: {listed}", timeout.as_secs()),
+            },
+            PodWaitEnd::Failed(err) => err,
+        })
     }
 
     /// Waits until a pod of the Prometheus resource is ready and not terminating (the new one: a terminating pod may
@@ -330,20 +332,36 @@ impl KubeCluster {
         timeout: Duration,
         progress: &(dyn Fn(&str) + Sync),
     ) -> Result<(), ClusterError> {
+        let detail = |listed: &str| format!("Prometheus' pod: {}", if listed.is_empty() { "none yet" } else { listed });
+        let ready = |pods: &Vec<PrometheusPod>| pods.iter().any(|p| p.ready && !p.terminating);
+        self.wait_for_pods(timeout, progress, ready, detail).await.map_err(|end| match end {
+            PodWaitEnd::TimedOut(listed) => ClusterError::NotReady { timeout, detail: detail(&listed) },
+            PodWaitEnd::Failed(err) => err,
+        })
+    }
+
+    /// Polls the Prometheus resource's pods until `done` holds of them, at most `timeout`, telling `progress` what
+    /// `describe` makes of the pods listed.
+    async fn wait_for_pods(
+        &self,
+        timeout: Duration,
+        progress: &(dyn Fn(&str) + Sync),
+        done: impl Fn(&Vec<PrometheusPod>) -> bool,
+        describe: impl Fn(&str) -> String,
+    ) -> Result<(), PodWaitEnd> {
         let start = Instant::now();
         loop {
-            let pods = self.prometheus_pods().await?;
-            if pods.iter().any(|p| p.ready && !p.terminating) {
+            let pods = self.prometheus_pods().await.map_err(PodWaitEnd::Failed)?;
+            if done(&pods) {
                 return Ok(());
             }
             let listed = pods.iter().map(PrometheusPod::describe).collect::<Vec<_>>().join(", ");
-            let detail = format!("Prometheus' pod: {}", if listed.is_empty() { "none yet".into() } else { listed });
+            progress(&describe(&listed));
             let elapsed = start.elapsed();
             if elapsed >= timeout {
-                return Err(ClusterError::NotReady { timeout, detail });
+                return Err(PodWaitEnd::TimedOut(listed));
             }
-            progress(&detail);
-            tokio::time::sleep(self.poll_interval.min(timeout - elapsed).min(Duration::from_millis(200))).await;
+            tokio::time::sleep(self.poll_interval.min(timeout - elapsed)).await;
         }
     }
 
