@@ -9,8 +9,8 @@
 //! retrying` with `err="..."` for every failed send (`storage/remote/queue_manager.go`), as both 2.x (`msg=... err=`
 //! after `caller=`) and 3.x (`level=WARN source=queue_manager.go`) print it.
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
-use kube::api::{Api, ListParams, LogParams};
+use k8s_openapi::api::core::v1::ContainerStatus;
+use kube::api::LogParams;
 
 use crate::error::ClusterError;
 use crate::kube_cluster::KubeCluster;
@@ -146,14 +146,9 @@ impl KubeCluster {
     /// The likely cause of a route that carries no writes, from Prometheus' newest pod (see [`likely_cause`]).
     /// None when there is no pod or nothing points at a cause.
     pub async fn diagnose_route(&self) -> Result<Option<String>, ClusterError> {
-        let name = self.prometheus_name().await?;
-        let selector = format!("app.kubernetes.io/name=prometheus,operator.prometheus.io/name={name}");
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.names.namespace);
-        let list = pods
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|e| ClusterError::api(format!("list the pods of Prometheus {}", name), e))?;
-        let Some(pod) = list.items.iter().find(|p| p.metadata.deletion_timestamp.is_none()) else { return Ok(None) };
+        let objects = self.prometheus_pod_objects().await?;
+        let Some(pod) = objects.iter().find(|p| p.metadata.deletion_timestamp.is_none()) else { return Ok(None) };
+        let pods = self.pod_api();
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
         let status = pod.status.as_ref();
         let sidecar = status

@@ -294,15 +294,25 @@ impl KubeCluster {
     /// The pods of the Prometheus resource, running or terminating (labels the operator sets on them:
     /// `app.kubernetes.io/name=prometheus`, `operator.prometheus.io/name=<resource>`).
     pub async fn prometheus_pods(&self) -> Result<Vec<PrometheusPod>, ClusterError> {
-        let name = self.prometheus_name().await?;
-        let selector = format!("app.kubernetes.io/name=prometheus,operator.prometheus.io/name={name}");
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.names.namespace);
-        let list = pods.list(&ListParams::default().labels(&selector)).await.map_err(|source| {
-            ClusterError::api(format!("list the pods of Prometheus {}/{name}", self.names.namespace), source)
-        })?;
-        let mut pods: Vec<PrometheusPod> = list.items.iter().map(PrometheusPod::from_pod).collect();
+        let mut pods: Vec<PrometheusPod> =
+            self.prometheus_pod_objects().await?.iter().map(PrometheusPod::from_pod).collect();
         pods.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(pods)
+    }
+
+    /// The pods of the Prometheus resource as the API server returns them.
+    pub(crate) async fn prometheus_pod_objects(&self) -> Result<Vec<Pod>, ClusterError> {
+        let name = self.prometheus_name().await?;
+        let selector = format!("app.kubernetes.io/name=prometheus,operator.prometheus.io/name={name}");
+        let list = self.pod_api().list(&ListParams::default().labels(&selector)).await.map_err(|source| {
+            ClusterError::api(format!("list the pods of Prometheus {}/{name}", self.names.namespace), source)
+        })?;
+        Ok(list.items)
+    }
+
+    /// Pods in the release's namespace.
+    pub(crate) fn pod_api(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.names.namespace)
     }
 
     /// Waits until the Prometheus resource has no pod left (a scaled-down pod terminates for a while: it flushes

@@ -735,6 +735,11 @@ impl Default for ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// Whether the sink publishes its write-only site with Tailscale Funnel (`cluster.reach: funnel`).
+    pub fn funnel(&self) -> bool {
+        self.reach == Some(Reach::Funnel)
+    }
+
     /// The in-cluster DNS name of the operator route's egress Service, which remote write goes to (and so the
     /// `Host` of its requests, which the sink's Caddy must answer to).
     pub fn egress_service_host(&self) -> String {

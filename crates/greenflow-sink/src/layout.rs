@@ -178,7 +178,7 @@ fn ports(settings: &Settings, with_grafana: bool) -> Vec<(u16, &'static str)> {
     if with_grafana {
         ports.push((sink.grafana.port, "sink.grafana.port"));
     }
-    if settings.config.cluster.reach == Some(Reach::Funnel) {
+    if settings.config.cluster.funnel() {
         ports.push((sink.funnel_port, "sink.funnel_port"));
     }
     ports
@@ -328,7 +328,7 @@ pub(crate) fn caddyfile(
     let public = settings.public_address()?;
     let reach = settings.config.cluster.reach;
     // With Funnel, tailscaled serves the public name (on the tailnet too) and forwards to the write-only site.
-    let funnel = reach == Some(Reach::Funnel);
+    let funnel = settings.config.cluster.funnel();
     let public_aliases = match (&public, reach) {
         (Some(public), Some(Reach::Operator)) => vec![SiteAlias {
             address: format!(

@@ -84,7 +84,7 @@ pub fn render_config(settings: &Settings, out: &Path, secrets: &RenderSecrets) -
     // The owner's hash stands in the write, read and owner's routes, the writer's in the write route only, the
     // reader's in the read route only.
     // The Funnel site takes the writer alone, once more.
-    let funnel = usize::from(settings.config.cluster.reach == Some(greenflow_config::Reach::Funnel));
+    let funnel = usize::from(settings.config.cluster.funnel());
     for (sentinel, var, count) in [
         (HASH_SENTINEL, PASSWORD_HASH_VAR, 3),
         (WRITER_HASH_SENTINEL, WRITER_PASSWORD_HASH_VAR, 1 + funnel),

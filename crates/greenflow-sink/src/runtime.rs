@@ -292,7 +292,7 @@ impl RunningSink {
 /// For `cluster.reach: funnel`, refuses a writer's password that greenflow did not generate at full strength: on the
 /// internet it is the only guard.
 fn check_funnel_password(settings: &Settings) -> Result<(), SinkError> {
-    if settings.config.cluster.reach != Some(greenflow_config::Reach::Funnel) {
+    if !settings.config.cluster.funnel() {
         return Ok(());
     }
     let Some(public) = settings.public_address()? else { return Ok(()) };
@@ -313,7 +313,7 @@ fn check_funnel_password(settings: &Settings) -> Result<(), SinkError> {
 
 /// For `cluster.reach: funnel`, publishes the write-only site with Tailscale Funnel under the public name.
 fn publish_funnel(settings: &Settings) -> Result<Option<crate::tailnet::Funnel>, SinkError> {
-    if settings.config.cluster.reach != Some(greenflow_config::Reach::Funnel) {
+    if !settings.config.cluster.funnel() {
         return Ok(None);
     }
     let Some(public) = settings.public_address()? else { return Ok(None) };
