@@ -114,8 +114,18 @@ pub fn request(settings: &Settings, name: &str, workload: Workload, kind: Backen
         first_sample_timeout: run.first_sample_timeout,
         drain_timeout: run.drain_timeout,
         force: false,
-        versions: BTreeMap::from([("greenflow".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
+        versions: recorded_versions(settings),
     }
+}
+
+/// greenflow's version and, when the sink has run, the VictoriaMetrics that takes the run's samples in (which a
+/// run's archive names as its source).
+fn recorded_versions(settings: &Settings) -> BTreeMap<String, String> {
+    let mut versions = BTreeMap::from([("greenflow".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]);
+    if let Some(writer) = greenflow_sink::vm_data::last_writer(&settings.paths.victoria_metrics_data()) {
+        versions.insert("victoria-metrics".to_owned(), writer.release.describe());
+    }
+    versions
 }
 
 /// Makes a run on `backend` and prints its outcome; the exit status says how it went.

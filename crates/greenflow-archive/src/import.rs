@@ -1,0 +1,92 @@
+//! Loading an archive into a VictoriaMetrics through its JSON-lines import API (every version reads it), then
+//! taking the run back out and comparing it with the manifest.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::archive::{self, Manifest};
+use crate::error::ArchiveError;
+use crate::series::{self, ValueSpelling};
+use crate::source::VmEndpoint;
+use crate::staging::{PartFile, Staging};
+
+/// Import bodies are cut at about this many bytes.
+const BODY_BYTES: usize = 8 << 20;
+
+/// How an import ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imported {
+    /// The data was written, and the sink's copy of the run now hashes to the manifest.
+    Written,
+    /// The sink held exactly the archive's data already; nothing was written.
+    AlreadyThere,
+}
+
+/// Verifies the archive (nothing is written if it is not intact), writes its data unless the sink holds it
+/// already, then checks that the sink's copy of the run is the archive's, file for file. With `merge`, a sink
+/// that holds part of the run takes the rest (right only when it deduplicates); without, that is refused.
+pub async fn import(dir: &Path, target: &VmEndpoint, merge: bool) -> Result<(Manifest, Imported), ArchiveError> {
+    let manifest = archive::verify(dir)?;
+    let held = snapshot(target, &manifest).await?;
+    if same(&held, &manifest.files) {
+        return Ok((manifest, Imported::AlreadyThere));
+    }
+    let held_samples: u64 = held.iter().map(|p| p.samples).sum();
+    if held_samples > 0 && !merge {
+        return Err(ArchiveError::Overlap {
+            run: manifest.run.id.to_string(),
+            samples: held_samples,
+            expected: manifest.samples,
+            selector: manifest.selector.clone(),
+        });
+    }
+    for file in &manifest.files {
+        let path = dir.join(&file.path);
+        let mut body = Vec::with_capacity(BODY_BYTES + (1 << 16));
+        for line in crate::staging::read_part(&path)? {
+            let line = line.map_err(ArchiveError::io("cannot read", &path))?;
+            let (labels, samples) = series::parse_line(&line)?;
+            body.extend_from_slice(series::render_line(&labels, &samples, ValueSpelling::Import).as_bytes());
+            body.push(b'\n');
+            if body.len() >= BODY_BYTES {
+                target.import(std::mem::take(&mut body)).await?;
+            }
+        }
+        if !body.is_empty() {
+            target.import(body).await?;
+        }
+    }
+    // VictoriaMetrics makes what it took readable within a second or so; force_flush asks for it now.
+    let mut last = Vec::new();
+    for _ in 0..30 {
+        target.force_flush().await;
+        last = snapshot(target, &manifest).await?;
+        if same(&last, &manifest.files) {
+            return Ok((manifest, Imported::Written));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(ArchiveError::Sink {
+        what: "the imported run does not read back as the archive",
+        url: target.base().to_owned(),
+        reason: format!(
+            "the sink holds {} samples of it, the archive {}; a sink without -dedup.minScrapeInterval keeps samples \
+             it is given twice",
+            last.iter().map(|p| p.samples).sum::<u64>(),
+            manifest.samples
+        ),
+    })
+}
+
+/// The run's data as the target holds it now, fetched into a scratch directory.
+pub async fn snapshot(target: &VmEndpoint, manifest: &Manifest) -> Result<Vec<PartFile>, ArchiveError> {
+    let scratch =
+        tempfile::tempdir().map_err(ArchiveError::io("cannot create a scratch directory in", std::env::temp_dir()))?;
+    let mut staging = Staging::open(scratch.path(), &manifest.selector, manifest.window.into())?;
+    staging.fetch_all(target, &mut |_| {}).await?;
+    staging.finish()
+}
+
+fn same(a: &[PartFile], b: &[PartFile]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.path == y.path && x.sha256 == y.sha256)
+}

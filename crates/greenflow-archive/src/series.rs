@@ -1,0 +1,212 @@
+//! Series as VictoriaMetrics exports them (`/api/v1/export`, one JSON object a line) and their canonical form.
+//!
+//! Canonical form, the bytes an archive hashes: one series a line,
+//! `{"metric":{...},"values":[...],"timestamps":[...]}`, label names in byte order; series ordered by their label
+//! sets (compared as sorted lists of name/value pairs, bytewise); samples by timestamp (milliseconds), then value;
+//! duplicate samples are kept, so data stored twice shows. A finite value is the shortest decimal that reads back
+//! as the same double (serde_json's `ryu` form, e.g. `0.1`, `1e300`); the others are the strings `"+Inf"`, `"-Inf"`
+//! and `"NaN"`. Nothing in it depends on the VictoriaMetrics version that exported it: 1.79 writes `+Inf` bare
+//! (not JSON), 1.1xx `"Infinity"`, and series come in no fixed order.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Deserialize;
+
+use crate::error::ArchiveError;
+
+/// A series' labels, `__name__` included, in name order.
+pub type Labels = BTreeMap<String, String>;
+
+/// One sample: milliseconds since the epoch, value.
+pub type Sample = (i64, f64);
+
+#[derive(Deserialize)]
+struct Line {
+    metric: Labels,
+    values: Vec<RawValue>,
+    timestamps: Vec<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawValue {
+    Number(f64),
+    Text(String),
+    Null(()),
+}
+
+/// Parses one exported line into its labels and samples. Takes every spelling VictoriaMetrics versions write for
+/// the values JSON has no number for.
+pub fn parse_line(line: &str) -> Result<(Labels, Vec<Sample>), ArchiveError> {
+    let quoted = quote_bare_specials(line);
+    let parsed: Line = serde_json::from_str(&quoted)
+        .map_err(|e| ArchiveError::BadExport { reason: format!("{e}"), excerpt: line.chars().take(120).collect() })?;
+    if parsed.values.len() != parsed.timestamps.len() {
+        return Err(ArchiveError::BadExport {
+            reason: format!("{} values but {} timestamps", parsed.values.len(), parsed.timestamps.len()),
+            excerpt: line.chars().take(120).collect(),
+        });
+    }
+    let mut samples = Vec::with_capacity(parsed.values.len());
+    for (value, timestamp) in parsed.values.into_iter().zip(parsed.timestamps) {
+        let value = match value {
+            RawValue::Number(v) => v,
+            RawValue::Text(text) => special(&text).ok_or_else(|| ArchiveError::BadExport {
+                reason: format!("`{text}` is not a sample value"),
+                excerpt: line.chars().take(120).collect(),
+            })?,
+            RawValue::Null(()) => f64::NAN,
+        };
+        samples.push((timestamp, value));
+    }
+    Ok((parsed.metric, samples))
+}
+
+fn special(text: &str) -> Option<f64> {
+    match text {
+        "+Inf" | "Inf" | "Infinity" | "+Infinity" | "inf" | "+inf" => Some(f64::INFINITY),
+        "-Inf" | "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
+        "NaN" | "nan" => Some(f64::NAN),
+        _ => text.parse().ok(),
+    }
+}
+
+/// Wraps the bare tokens `+Inf`, `-Inf`, `Inf` and `NaN` (outside strings) in quotes, so serde_json reads the line.
+fn quote_bare_specials(line: &str) -> std::borrow::Cow<'_, str> {
+    if !line.contains("Inf") && !line.contains("NaN") {
+        return line.into();
+    }
+    let mut out = String::with_capacity(line.len() + 16);
+    let bytes = line.as_bytes();
+    let (mut i, mut in_string, mut escaped) = (0, false, false);
+    while i < bytes.len() {
+        let c = bytes[i];
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_string = false;
+            }
+        } else if c == b'"' {
+            in_string = true;
+        } else {
+            let rest = &line[i..];
+            if let Some(token) = ["+Inf", "-Inf", "Inf", "NaN"].into_iter().find(|t| rest.starts_with(t)) {
+                out.push('"');
+                out.push_str(token);
+                out.push('"');
+                i += token.len();
+                continue;
+            }
+        }
+        // Copy one whole character.
+        let width = line[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&line[i..i + width]);
+        i += width;
+    }
+    out.into()
+}
+
+/// How a value is written in a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueSpelling {
+    /// The canonical form: `"+Inf"`, `"-Inf"`, `"NaN"` as strings.
+    Canonical,
+    /// What every VictoriaMetrics version's `/api/v1/import` reads as infinities: `1e999`, `-1e999`.
+    Import,
+}
+
+/// One series' line (without the newline), in canonical order of labels and the given order of samples.
+pub fn render_line(labels: &Labels, samples: &[Sample], spelling: ValueSpelling) -> String {
+    let mut out = String::with_capacity(64 + samples.len() * 24);
+    out.push_str("{\"metric\":");
+    out.push_str(&serde_json::to_string(labels).unwrap_or_default());
+    out.push_str(",\"values\":[");
+    for (i, (_, value)) in samples.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_value(&mut out, *value, spelling);
+    }
+    out.push_str("],\"timestamps\":[");
+    for (i, (timestamp, _)) in samples.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{timestamp}");
+    }
+    out.push_str("]}");
+    out
+}
+
+/// A value in the canonical spelling: the shortest round-trip decimal, or `+Inf`, `-Inf`, `NaN` (bare, for CSV).
+pub fn value_text(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else {
+        serde_json::to_string(&value).unwrap_or_default()
+    }
+}
+
+fn push_value(out: &mut String, value: f64, spelling: ValueSpelling) {
+    match (spelling, value.is_finite()) {
+        (_, true) => out.push_str(&value_text(value)),
+        (ValueSpelling::Canonical, false) => {
+            out.push('"');
+            out.push_str(&value_text(value));
+            out.push('"');
+        }
+        (ValueSpelling::Import, false) if value.is_nan() => out.push_str("\"NaN\""),
+        (ValueSpelling::Import, false) => out.push_str(if value > 0.0 { "1e999" } else { "-1e999" }),
+    }
+}
+
+/// Sorts samples by timestamp, then value (NaN last), keeping duplicates.
+pub fn sort_samples(samples: &mut [Sample]) {
+    samples.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_both_versions_spellings_of_infinity() {
+        let old = r#"{"metric":{"__name__":"n","run":"+Inf"},"values":[+Inf,-Inf,1.5],"timestamps":[1,2,3]}"#;
+        let new =
+            r#"{"metric":{"__name__":"n","run":"+Inf"},"values":["Infinity","-Infinity",1.5],"timestamps":[1,2,3]}"#;
+        let (labels_old, old) = parse_line(old).unwrap();
+        let (labels_new, new) = parse_line(new).unwrap();
+        assert_eq!(labels_old, labels_new);
+        assert_eq!(labels_old["run"], "+Inf", "a label value that looks special stays as it is");
+        assert_eq!(old, new);
+        assert_eq!(old, vec![(1, f64::INFINITY), (2, f64::NEG_INFINITY), (3, 1.5)]);
+    }
+
+    #[test]
+    fn canonical_lines_read_back_exactly() {
+        let labels: Labels = [("__name__".into(), "m".into()), ("a".into(), "x\"y\u{e9}".into())].into();
+        let samples = vec![(1, 0.1), (2, 1e300), (3, -0.0), (4, f64::INFINITY), (5, 5e-324)];
+        let line = render_line(&labels, &samples, ValueSpelling::Canonical);
+        let (back_labels, back) = parse_line(&line).unwrap();
+        assert_eq!(back_labels, labels);
+        assert_eq!(
+            back.iter().map(|s| s.1.to_bits()).collect::<Vec<_>>(),
+            samples.iter().map(|s| s.1.to_bits()).collect::<Vec<_>>()
+        );
+        assert!(line.contains("\"+Inf\""), "{line}");
+        let import = render_line(&labels, &samples, ValueSpelling::Import);
+        assert!(import.contains(",1e999,"), "{import}");
+    }
+
+    #[test]
+    fn a_line_with_unequal_lengths_is_refused() {
+        let err = parse_line(r#"{"metric":{},"values":[1,2],"timestamps":[1]}"#).unwrap_err();
+        assert!(err.to_string().contains("2 values but 1 timestamps"), "{err}");
+    }
+}
