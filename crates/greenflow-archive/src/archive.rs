@@ -29,8 +29,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const CANONICAL_FORM: &str = "data/<from>-<to>.jsonl.gz: the samples with from <= timestamp < to (ms since \
 the epoch; parts cut at whole UTC hours and halved while over 500000 samples); gzip level 6, no name or time in the \
 header; one series a line, {\"metric\":{labels},\"values\":[...],\"timestamps\":[...]}, labels in byte order, \
-series ordered by label set, samples by timestamp then value, duplicates kept; finite values as the shortest \
-decimal that reads back as the same double, others as the strings \"+Inf\", \"-Inf\", \"NaN\"";
+series ordered by label set, samples by timestamp then value, duplicates kept; finite values rounded to 15 \
+significant digits, as the shortest decimal that reads back as that double, others as the strings \"+Inf\", \"-Inf\", \"NaN\"";
 
 /// `manifest.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 //! - an archive ([`archive`]): canonical, byte-identical for the same run from any VictoriaMetrics version, with a
 //!   manifest of checksums, its NAR hash and Nix store path ([`nar`]);
 //!
-//! and an archive goes back into any VictoriaMetrics with [`import`], checked before and after.
+//! and an archive goes back into any VictoriaMetrics with [`import()`], checked before and after.
 
 pub mod archive;
 pub mod error;

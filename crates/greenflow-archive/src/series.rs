@@ -3,8 +3,9 @@
 //! Canonical form, the bytes an archive hashes: one series a line,
 //! `{"metric":{...},"values":[...],"timestamps":[...]}`, label names in byte order; series ordered by their label
 //! sets (compared as sorted lists of name/value pairs, bytewise); samples by timestamp (milliseconds), then value;
-//! duplicate samples are kept, so data stored twice shows. A finite value is the shortest decimal that reads back
-//! as the same double (serde_json's `ryu` form, e.g. `0.1`, `1e300`); the others are the strings `"+Inf"`, `"-Inf"`
+//! duplicate samples are kept, so data stored twice shows. A finite value is rounded to 15 significant digits and
+//! written as the shortest decimal that reads back as that double (serde_json's `ryu` form, e.g. `0.1`, `1e+300`,
+//! `1796215882.11813`); the others are the strings `"+Inf"`, `"-Inf"`
 //! and `"NaN"`. Nothing in it depends on the VictoriaMetrics version that exported it: 1.79 writes `+Inf` bare
 //! (not JSON), 1.1xx `"Infinity"`, and series come in no fixed order.
 
@@ -51,7 +52,7 @@ pub fn parse_line(line: &str) -> Result<(Labels, Vec<Sample>), ArchiveError> {
     let mut samples = Vec::with_capacity(parsed.values.len());
     for (value, timestamp) in parsed.values.into_iter().zip(parsed.timestamps) {
         let value = match value {
-            RawValue::Number(v) => v,
+            RawValue::Number(v) => canonical_value(v),
             RawValue::Text(text) => special(&text).ok_or_else(|| ArchiveError::BadExport {
                 reason: format!("`{text}` is not a sample value"),
                 excerpt: line.chars().take(120).collect(),
@@ -142,14 +143,29 @@ pub fn render_line(labels: &Labels, samples: &[Sample], spelling: ValueSpelling)
     out
 }
 
-/// A value in the canonical spelling: the shortest round-trip decimal, or `+Inf`, `-Inf`, `NaN` (bare, for CSV).
+/// Significant decimal digits a canonical value keeps: every 15-digit decimal survives a double (`DBL_DIG`), and
+/// VictoriaMetrics, which stores a value as a decimal, gives back 15 of a double's 17 when data is imported again
+/// (`1796215882.1181283` comes back as `1796215882.11813`), so more would make the same run's bytes differ between
+/// sinks.
+pub const SIGNIFICANT_DIGITS: usize = 15;
+
+/// A finite value rounded to [`SIGNIFICANT_DIGITS`].
+pub fn canonical_value(value: f64) -> f64 {
+    if !value.is_finite() || value == 0.0 {
+        return value;
+    }
+    format!("{value:.prec$e}", prec = SIGNIFICANT_DIGITS - 1).parse().unwrap_or(value)
+}
+
+/// A value in the canonical spelling: rounded to 15 significant digits and written as the shortest decimal that
+/// reads back as that double, or `+Inf`, `-Inf`, `NaN` (bare, for CSV).
 pub fn value_text(value: f64) -> String {
     if value.is_nan() {
         "NaN".into()
     } else if value.is_infinite() {
         if value > 0.0 { "+Inf".into() } else { "-Inf".into() }
     } else {
-        serde_json::to_string(&value).unwrap_or_default()
+        serde_json::to_string(&canonical_value(value)).unwrap_or_default()
     }
 }
 

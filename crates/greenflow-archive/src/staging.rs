@@ -186,6 +186,8 @@ impl Staging {
             progress(FetchProgress { done_ms: total_ms - left, total_ms, samples });
         };
         report(&self.checkpoint, progress);
+        // Samples VictoriaMetrics took in the last second or two are not readable until it flushes them.
+        source.force_flush().await;
         while let Some(&(from, to)) = self.checkpoint.todo.first() {
             match fetch_part(source, &self.checkpoint.selector, from, to).await? {
                 Fetched::TooMany if to - from > 1 => {

@@ -482,6 +482,10 @@ fn victoria_metrics_args(settings: &Settings, data: &Path) -> Vec<OsString> {
         format!("-storageDataPath={}", data.display()).into(),
         format!("-retentionPeriod={}", settings.config.sink.retention.as_flag_value()).into(),
         format!("-search.latencyOffset={}ms", vm.search_latency_offset.as_millis()).into(),
+        // A sample given twice (a re-sent batch, an archive imported onto part of itself) is kept once: one per
+        // series and millisecond, which is what Prometheus' timestamps can tell apart anyway. extra_args, later on
+        // the line, can set a coarser interval.
+        "-dedup.minScrapeInterval=1ms".into(),
     ];
     args.extend(vm.extra_args.iter().map(OsString::from));
     args

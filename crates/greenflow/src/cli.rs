@@ -101,12 +101,138 @@ pub enum Command {
     /// List, show and recover recorded runs.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Take a run's samples out of the sink for analysis: JSON lines, CSV or Parquet in long form.
+    ///
+    /// Reads `{greenflow_run="<id>"}` over the run's window (from its record, or --from/--to) in hour parts; an
+    /// interrupted export continues where it stopped when run again with the same arguments.
+    ///
+    /// Examples:
+    ///   greenflow export 20261202T0900                      # JSON lines in the current directory
+    ///   greenflow export 20261202T0900 --format parquet --out results/
+    ///   python -c 'import polars as pl; print(pl.read_parquet("results/kafka-baseline-20261202T090000Z-0a1b.parquet"))'
+    #[command(verbatim_doc_comment)]
+    Export(ExportArgs),
+    /// Make a run's archive: canonical data, a manifest of checksums, its NAR hash and Nix store path.
+    ///
+    /// The same run gives a byte-identical archive from any VictoriaMetrics version, so its hash can be cited and
+    /// pinned. `greenflow archive verify DIR` checks one; `greenflow import DIR` loads it into a sink.
+    ///
+    /// Examples:
+    ///   greenflow archive 20261202T0900 --out archives/
+    ///   greenflow archive verify archives/greenflow-run-kafka-baseline-20261202T090000Z-0a1b
+    ///   nix-store --add-fixed --recursive sha256 archives/greenflow-run-kafka-baseline-20261202T090000Z-0a1b
+    #[command(verbatim_doc_comment, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Archive(ArchiveArgs),
+    /// Load a run's archive into a sink: checks every checksum first, writes nothing the sink holds already,
+    /// reads the run back to compare with the manifest, and restores the run record.
+    ///
+    /// Examples:
+    ///   greenflow import archives/greenflow-run-kafka-baseline-20261202T090000Z-0a1b
+    ///   greenflow import DIR --sink http://127.0.0.1:8428       # a VictoriaMetrics of your own
+    #[command(verbatim_doc_comment)]
+    Import(ImportArgs),
     /// Measure greenflow against baselines run alongside (in a temporary directory; your sink is not touched).
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Internal: the background supervisor of a run's local stand-in cluster (started by `greenflow run`).
     #[command(hide = true)]
     LocalCluster(LocalClusterArgs),
+}
+
+/// The window of a run's data to take (default: the run's record, with 5 minutes either side).
+#[derive(Debug, Args)]
+pub struct WindowArgs {
+    /// Start of the window (RFC 3339, e.g. 2026-12-02T09:00:00Z).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub from: Option<time::OffsetDateTime>,
+    /// End of the window (RFC 3339); needed for a run that has not ended.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub to: Option<time::OffsetDateTime>,
+}
+
+/// `greenflow export RUN`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The run id (a unique prefix is enough; `greenflow runs list` shows them).
+    pub run: String,
+    /// The file format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub format: ExportFormat,
+    /// The directory to write `<name>-<id>.<format>` into.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+    /// The window.
+    #[command(flatten)]
+    pub window: WindowArgs,
+}
+
+/// The formats of `greenflow export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One series a line: {"metric":{...},"values":[...],"timestamps":[...]} (VictoriaMetrics' own form).
+    Jsonl,
+    /// One sample a row: metric,labels,timestamp_ms,value.
+    Csv,
+    /// One sample a row: metric, labels (JSON), timestamp (ms, UTC), value; what pandas and polars read.
+    Parquet,
+}
+
+/// `greenflow archive RUN | verify DIR`.
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// Check an archive instead of making one.
+    #[command(subcommand)]
+    pub verify: Option<ArchiveCommand>,
+    /// The run id (a unique prefix is enough).
+    #[arg(required = true)]
+    pub run: Option<String>,
+    /// The directory to make `greenflow-run-<name>-<id>/` in.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+    /// The window.
+    #[command(flatten)]
+    pub window: WindowArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `greenflow archive verify`.
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Re-hash every file of an archive and check it against the manifest; print its NAR hash and store path.
+    Verify(ArchiveVerifyArgs),
+}
+
+/// `greenflow archive verify DIR`.
+#[derive(Debug, Args)]
+pub struct ArchiveVerifyArgs {
+    /// The archive directory.
+    pub dir: PathBuf,
+    /// Also require this NAR hash (SRI `sha256-...` or Nix base32), e.g. the one a paper cites.
+    #[arg(long, value_name = "HASH")]
+    pub expect: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `greenflow import DIR`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The archive directory.
+    pub dir: PathBuf,
+    /// The VictoriaMetrics to import into [default: this sink, as its owner]. greenflow's owner credential is sent
+    /// only to an https or loopback URL.
+    #[arg(long, value_name = "URL")]
+    pub sink: Option<String>,
+    /// Import even though the sink holds part of the run already (right when it deduplicates, as greenflow's sink
+    /// does with -dedup.minScrapeInterval; otherwise those samples would be stored twice).
+    #[arg(long)]
+    pub merge: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `greenflow local-cluster DIR` (internal).
@@ -475,6 +601,11 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 
 /// A duration flag's value: at least 1s and at most 100 years. Duration flags take values that start with `-`
 /// (`allow_hyphen_values`), so that `-5s` reaches this check instead of reading as an unknown flag.
+fn parse_time(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("{e}; use RFC 3339, e.g. 2026-12-02T09:00:00Z"))
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     const EXAMPLES: &str = "use e.g. 30s, 5m, 1h30m";
     if let Some(rest) = text.strip_prefix('-')

@@ -3,6 +3,7 @@
 mod bench;
 mod cluster;
 mod config;
+mod data;
 mod demo;
 mod docs;
 mod init;
@@ -15,7 +16,7 @@ mod sink;
 use anyhow::Context;
 use greenflow_config::Settings;
 
-use crate::cli::{BenchCommand, Cli, Command, ConfigCommand, RunsCommand, SinkCommand};
+use crate::cli::{ArchiveCommand, BenchCommand, Cli, Command, ConfigCommand, RunsCommand, SinkCommand};
 
 /// Runs the chosen command; returns the exit status.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
@@ -48,6 +49,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Runs(RunsCommand::Show(args)) => runs::show(&settings, &args),
         Command::Runs(RunsCommand::Recover(args)) => run::recover(&settings, &args).await,
         Command::Run(args) => run::run(&settings, &args).await,
+        Command::Export(args) => data::export(&settings, &args).await,
+        Command::Archive(args) => match &args.verify {
+            Some(ArchiveCommand::Verify(verify)) => data::verify(verify),
+            None => data::archive(&settings, &args).await,
+        },
+        Command::Import(args) => data::import(&settings, &args).await,
         Command::Bench(BenchCommand::Startup(args)) => bench::startup(&settings, &args).await,
         Command::Bench(BenchCommand::Drain(args)) => bench::drain(&settings, &args).await,
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(&settings, &args).await,

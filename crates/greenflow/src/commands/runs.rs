@@ -88,22 +88,25 @@ pub fn list(settings: &Settings, args: &FormatArgs) -> anyhow::Result<u8> {
     Ok(if unreadable.is_empty() { exit::OK } else { exit::ERROR })
 }
 
+/// The one recorded run whose id starts with `id`.
+pub fn find(settings: &Settings, id: &str) -> anyhow::Result<RunRecord> {
+    let (records, unreadable) = load(&settings.paths.runs_dir())?;
+    let mut matching: Vec<RunRecord> = records.into_iter().filter(|r| r.id.as_str().starts_with(id)).collect();
+    match matching.len() {
+        1 => Ok(matching.remove(0)),
+        0 => match unreadable.iter().find(|file| file.id().starts_with(id)) {
+            Some(file) => bail!("{}", file.message()),
+            None => {
+                bail!("no run `{id}` in {}; `greenflow runs list` shows the ids", settings.paths.runs_dir().display())
+            }
+        },
+        n => bail!("`{id}` matches {n} runs; give more of the id"),
+    }
+}
+
 /// Shows one run.
 pub fn show(settings: &Settings, args: &RunsShowArgs) -> anyhow::Result<u8> {
-    let (records, unreadable) = load(&settings.paths.runs_dir())?;
-    let matching: Vec<&RunRecord> = records.iter().filter(|r| r.id.as_str().starts_with(&args.id)).collect();
-    let record = match matching.as_slice() {
-        [one] => *one,
-        [] => match unreadable.iter().find(|file| file.id().starts_with(&args.id)) {
-            Some(file) => bail!("{}", file.message()),
-            None => bail!(
-                "no run `{}` in {}; `greenflow runs list` shows the ids",
-                args.id,
-                settings.paths.runs_dir().display()
-            ),
-        },
-        _ => bail!("`{}` matches {} runs; give more of the id", args.id, matching.len()),
-    };
+    let record = &find(settings, &args.id)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(record)?);
     } else {
