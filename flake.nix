@@ -66,6 +66,7 @@
             prometheus-node-exporter
             kubernetes-helm
             python3
+            nix
           ];
         };
 

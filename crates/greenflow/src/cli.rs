@@ -134,6 +134,9 @@ pub enum Command {
     /// Measure greenflow against baselines run alongside (in a temporary directory; your sink is not touched).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Internal: one export measured by `greenflow bench data`, in a process of its own.
+    #[command(hide = true)]
+    BenchExportChild(BenchExportChildArgs),
     /// Internal: the background supervisor of a run's local stand-in cluster (started by `greenflow run`).
     #[command(hide = true)]
     LocalCluster(LocalClusterArgs),
@@ -263,6 +266,45 @@ pub enum BenchCommand {
     ///   greenflow bench ingest --max                # raise the rate until the queue falls behind
     #[command(verbatim_doc_comment)]
     Ingest(BenchIngestArgs),
+    /// Runs as data on a synthetic run in a bare VictoriaMetrics: `greenflow export` vs a plain download of the same
+    /// /api/v1/export (throughput, and peak memory at two run sizes), archive + import into a second
+    /// VictoriaMetrics vs `vmctl vm-native` (when installed), NAR hashing vs `nix hash path` (when installed);
+    /// medians.
+    ///
+    /// Examples:
+    ///   greenflow bench data                       # 10 million samples, 3 rounds
+    ///   greenflow bench data --samples 1000000 --rounds 1 --json
+    #[command(verbatim_doc_comment)]
+    Data(BenchDataArgs),
+}
+
+/// `greenflow bench data`.
+#[derive(Debug, Args)]
+pub struct BenchDataArgs {
+    /// Samples in the synthetic run (one a second per series, at most an hour long).
+    #[arg(long, default_value_t = 10_000_000, value_name = "N")]
+    pub samples: u64,
+    /// Rounds of each measurement.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub rounds: u32,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `greenflow bench-export-child` (internal).
+#[derive(Debug, Args)]
+pub struct BenchExportChildArgs {
+    /// VictoriaMetrics' base URL.
+    pub url: String,
+    /// The series selector.
+    pub selector: String,
+    /// Window start, ms.
+    pub from_ms: i64,
+    /// Window end, ms.
+    pub to_ms: i64,
+    /// Where to write.
+    pub out: PathBuf,
 }
 
 /// `greenflow bench ingest`.

@@ -19,7 +19,7 @@ pub fn init_logging(verbose: u8, quiet: u8, detached: bool) {
         // kube-client logs each failed request at error level; greenflow reports the failure once itself.
         format!(
             "warn,kube_client=off,greenflow={level},greenflow_sink={level},greenflow_runs={level},\
-             greenflow_config={level},greenflow_cluster={level}"
+             greenflow_config={level},greenflow_cluster={level},greenflow_data={level}"
         );
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()

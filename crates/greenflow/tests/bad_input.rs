@@ -452,6 +452,19 @@ const ROWS: &[Row] = &[
         NO_ENV,
         &["paths.state_dir", "is not one"],
     )),
+    // Runs as data: an unknown run, a bad format or time, a directory that is no archive, a bad --sink.
+    row(&["export", "20991231"], "", NO_ENV, &["no run `20991231`", "runs list"]),
+    row(&["export", "x", "--format", "xlsx"], "", NO_ENV, &["--format", "xlsx"]),
+    row(&["archive", "x", "--from", "yesterday"], "", NO_ENV, &["--from", "RFC 3339"]),
+    row(&["archive", "verify", "/nonexistent/archive"], "", NO_ENV, &["manifest.json is missing", "greenflow archive"]),
+    row(&["import", "/nonexistent/archive"], "", NO_ENV, &["manifest.json is missing", "greenflow archive"]),
+    row(&["import", "/nonexistent/archive", "--sink", "ftp://host"], "", NO_ENV, &["--sink", "http(s) URL"]),
+    row(
+        &["import", "/nonexistent/archive", "--sink", "https://someone:hunter2@example.org"],
+        "",
+        NO_ENV,
+        &["--sink must not carry credentials"],
+    ),
 ];
 
 /// Every file under `dir` with its content (directories as empty entries), to tell that nothing was written.

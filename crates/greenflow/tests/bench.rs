@@ -103,3 +103,25 @@ fn bench_drain_reports_freshness_quantiles_and_the_first_sample() {
     assert!(report["ratios"]["freshness_p50_through_sink_vs_direct"].is_number());
     assert_eq!(report["per_run"].as_array().map(Vec::len), Some(2));
 }
+
+/// Issue 13: `bench data` measures export, copy and NAR hashing against their baselines on a synthetic run, and
+/// the export it measures wrote every sample (the child checks its count).
+#[test]
+fn bench_data_json_at_a_tiny_sizing() {
+    let project = Project::new();
+    let out = project.ok(&["bench", "data", "--samples", "20000", "--rounds", "1", "--json"]);
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"));
+    assert!(report["samples"].as_u64().unwrap() >= 20_000, "{report}");
+    assert!(number(&report["export"]["throughput_ratio_vs_plain_download"], "export ratio") > 0.0);
+    let rss = number(&report["export"]["peak_rss_bytes"]["median"], "peak RSS");
+    assert!(rss > 1e6 && rss < 1e9, "a plausible peak RSS: {rss}");
+    assert!(number(&report["export"]["peak_rss_bytes_quarter_run"]["bytes"], "quarter RSS") > 1e6);
+    assert!(number(&report["copy"]["archive_import_seconds_median"], "copy") > 0.0);
+    // vmctl ships with current VictoriaMetrics builds, not with Debian 12's: measured when it is there.
+    assert_eq!(report["copy"]["vmctl"].is_string(), report["copy"]["speed_ratio_vs_vmctl"].is_number(), "{report}");
+    assert!(report["nar_hash"]["sri"].as_str().unwrap().starts_with("sha256-"));
+    assert_eq!(
+        report["nar_hash"]["nix_hash_path_seconds_median"].is_number(),
+        report["nar_hash"]["speed_ratio_vs_nix"].is_number()
+    );
+}

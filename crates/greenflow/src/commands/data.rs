@@ -3,9 +3,9 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use greenflow_archive::archive::{self, Archive, Created};
-use greenflow_archive::{FetchProgress, Format, Imported, Staging, VmEndpoint, Window};
 use greenflow_config::Settings;
+use greenflow_data::archive::{self, Archive, Created};
+use greenflow_data::{FetchProgress, Format, Imported, Staging, VmEndpoint, Window};
 use greenflow_runs::{RunRecord, RunStatus, RunStore};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -75,7 +75,7 @@ pub async fn export(settings: &Settings, args: &ExportArgs) -> anyhow::Result<u8
     }
     staging.fetch_all(&source, &mut |p| progress.set(&describe_progress("exporting", &record, p))).await?;
     progress.set(&format!("writing {}", out.display()));
-    let samples = greenflow_archive::formats::write(&partial, staging.parts(), format, &out)?;
+    let samples = greenflow_data::formats::write(&partial, staging.parts(), format, &out)?;
     staging.finish()?;
     std::fs::remove_dir_all(&partial).with_context(|| format!("cannot remove `{}`", partial.display()))?;
     progress.finish();
@@ -97,7 +97,7 @@ pub async fn archive(settings: &Settings, args: &ArchiveArgs) -> anyhow::Result<
     let source = own_sink(settings)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create --out `{}`", args.out.display()))?;
     let mut progress = Progress::start(&format!("archiving run {}", record.id));
-    let (archive, created) = greenflow_archive::archive::create(&source, &record, window, &args.out, &mut |p| {
+    let (archive, created) = greenflow_data::archive::create(&source, &record, window, &args.out, &mut |p| {
         progress.set(&describe_progress("archiving", &record, p))
     })
     .await?;
@@ -183,7 +183,7 @@ fn print_archive(archive: &Archive) {
 
 /// `greenflow archive verify DIR`.
 pub fn verify(args: &ArchiveVerifyArgs) -> anyhow::Result<u8> {
-    let archive = greenflow_archive::archive::open(&args.dir)?;
+    let archive = greenflow_data::archive::open(&args.dir)?;
     if let Some(expect) = &args.expect
         && expect != &archive.nar.sri()
         && expect != &archive.nar.nix_base32()
@@ -219,8 +219,10 @@ fn may_send_credential(url: &url::Url) -> bool {
 
 /// `greenflow import DIR`.
 pub async fn import(settings: &Settings, args: &ImportArgs) -> anyhow::Result<u8> {
-    let target = match &args.sink {
-        None => own_sink(settings)?,
+    // Bad input first, before anything is read or written: the --sink URL, then the archive (which import checks
+    // again as it reads it).
+    let sink_url = match &args.sink {
+        None => None,
         Some(text) => {
             let url = url::Url::parse(text).ok().filter(|u| matches!(u.scheme(), "http" | "https"));
             let Some(url) = url else {
@@ -231,16 +233,23 @@ pub async fn import(settings: &Settings, args: &ImportArgs) -> anyhow::Result<u8
                     "--sink must not carry credentials; greenflow sends the sink owner's to an https or loopback URL"
                 );
             }
+            Some((text.clone(), url))
+        }
+    };
+    greenflow_data::verify(&args.dir)?;
+    let target = match sink_url {
+        None => own_sink(settings)?,
+        Some((text, url)) => {
             let auth = if may_send_credential(&url) {
                 greenflow_sink::sink_password(settings).ok().map(|p| (settings.config.sink.username.clone(), p))
             } else {
                 None
             };
-            VmEndpoint::new(text, auth)
+            VmEndpoint::new(&text, auth)
         }
     };
     let progress = Progress::start(&format!("importing {}", args.dir.display()));
-    let result = greenflow_archive::import(&args.dir, &target, args.merge).await;
+    let result = greenflow_data::import(&args.dir, &target, args.merge).await;
     progress.finish();
     let (manifest, imported) = result?;
     let restored = restore_record(settings, &manifest.run)?;

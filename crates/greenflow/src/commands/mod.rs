@@ -25,11 +25,16 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Completions(args) => return docs::completions(args),
         Command::Man(args) => return docs::man(args),
         Command::LocalCluster(args) => return run::serve_local_cluster(args).await,
+        Command::BenchExportChild(args) => return bench::export_child(args).await,
         _ => {}
     }
     let settings = load_settings(&cli)?;
     match cli.command {
-        Command::Init(_) | Command::Completions(_) | Command::Man(_) | Command::LocalCluster(_) => {
+        Command::Init(_)
+        | Command::Completions(_)
+        | Command::Man(_)
+        | Command::LocalCluster(_)
+        | Command::BenchExportChild(_) => {
             unreachable!("handled above")
         }
         Command::Config(ConfigCommand::Show(args)) => config::show(&settings, &args),
@@ -58,6 +63,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Bench(BenchCommand::Startup(args)) => bench::startup(&settings, &args).await,
         Command::Bench(BenchCommand::Drain(args)) => bench::drain(&settings, &args).await,
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(&settings, &args).await,
+        Command::Bench(BenchCommand::Data(args)) => bench::data(&settings, &args).await,
     }
 }
 

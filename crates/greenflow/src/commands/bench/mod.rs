@@ -7,8 +7,12 @@
 //! - `greenflow bench ingest` ([`mod@ingest`]): remote-write throughput at cluster scale through the sink against straight
 //!   into VictoriaMetrics.
 //!
+//! - `greenflow bench data` ([`mod@data`]): export throughput and memory, a run's copy between two VictoriaMetrics
+//!   and NAR hashing, against a plain download, `vmctl vm-native` and `nix hash path`.
+//!
 //! Everything runs in a temporary directory on free loopback ports; the user's sink and data are not touched.
 
+mod data;
 mod ingest;
 mod probe;
 mod target;
@@ -25,6 +29,7 @@ use greenflow_sink::{Program, RunningSink, SinkClient, promql_string, sink_passw
 use serde_json::json;
 use time::OffsetDateTime;
 
+pub use self::data::{data, export_child};
 pub use self::ingest::ingest;
 use crate::cli::{BenchDrainArgs, BenchStartupArgs};
 use crate::exit;

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use greenflow_archive::archive::{self, Created};
-use greenflow_archive::series::{Labels, Sample, ValueSpelling, render_line};
-use greenflow_archive::{ArchiveError, Imported, NarHash, Staging, VmEndpoint, Window};
+use greenflow_data::archive::{self, Created};
+use greenflow_data::series::{Labels, Sample, ValueSpelling, render_line};
+use greenflow_data::{ArchiveError, Imported, NarHash, Staging, VmEndpoint, Window};
 use greenflow_runs::RunRecord;
 
 /// A VictoriaMetrics child process on a free loopback port, killed on drop.
@@ -26,12 +26,13 @@ impl Drop for Vm {
     }
 }
 
+/// The directory of a program set; empty (the program found on PATH) when neither variable names one.
 fn programs(var: &str) -> PathBuf {
     std::env::var_os(var)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("GREENFLOW_TEST_PROGRAMS").filter(|v| !v.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("/usr/bin"))
+        .unwrap_or_default()
 }
 
 impl Vm {
@@ -154,8 +155,8 @@ fn read_back(dir: &Path) -> BTreeMap<Labels, Vec<(i64, u64)>> {
     let manifest = archive::verify(dir).unwrap();
     let mut out: BTreeMap<Labels, Vec<(i64, u64)>> = BTreeMap::new();
     for file in &manifest.files {
-        for line in greenflow_archive::staging::read_part(&dir.join(&file.path)).unwrap() {
-            let (labels, samples) = greenflow_archive::series::parse_line(&line.unwrap()).unwrap();
+        for line in greenflow_data::staging::read_part(&dir.join(&file.path)).unwrap() {
+            let (labels, samples) = greenflow_data::series::parse_line(&line.unwrap()).unwrap();
             out.entry(labels).or_default().extend(samples.into_iter().map(|(t, v)| (t, v.to_bits())));
         }
     }
@@ -223,13 +224,13 @@ async fn a_run_goes_to_the_other_version_and_back_byte_identical() {
     assert!(a.manifest.files.len() >= 4, "three hours and 17 s make four hour parts: {:?}", a.manifest.files);
 
     let other = Vm::start(&programs("GREENFLOW_TEST_OTHER_PROGRAMS"), true);
-    let (_, imported) = greenflow_archive::import(&a.dir, &other.endpoint(), false).await.unwrap();
+    let (_, imported) = greenflow_data::import(&a.dir, &other.endpoint(), false).await.unwrap();
     assert_eq!(imported, Imported::Written);
     let b = make_archive(&other, &a.manifest.run, window, &out.path().join("b")).await;
     assert_eq!(files(&a.dir), files(&b.dir), "the archive from the other version is byte-identical");
     assert_eq!(a.nar, b.nar);
 
-    let (_, again) = greenflow_archive::import(&a.dir, &other.endpoint(), false).await.unwrap();
+    let (_, again) = greenflow_data::import(&a.dir, &other.endpoint(), false).await.unwrap();
     assert_eq!(again, Imported::AlreadyThere, "a second import writes nothing");
     let c = make_archive(&other, &a.manifest.run, window, &out.path().join("c")).await;
     assert_eq!(files(&a.dir), files(&c.dir), "and the data is as it was after one");
@@ -252,7 +253,7 @@ async fn a_sink_holding_part_of_the_run_is_not_given_it_twice() {
     let (first_labels, first_samples) = data.iter().next().unwrap();
     fresh.import(&format!("{}\n", render_line(first_labels, &first_samples[..10], ValueSpelling::Import)));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let err = greenflow_archive::import(&a.dir, &fresh.endpoint(), false).await.unwrap_err();
+    let err = greenflow_data::import(&a.dir, &fresh.endpoint(), false).await.unwrap_err();
     assert!(matches!(err, ArchiveError::Overlap { samples: 10, .. }), "{err}");
     assert!(err.to_string().contains("--merge"), "{err}");
 }
@@ -296,11 +297,11 @@ async fn a_tampered_archive_is_refused_with_the_file_named_and_nothing_written()
     ] {
         let err = archive::verify(dir).unwrap_err().to_string();
         assert!(err.contains(&format!("{file} {problem}")), "{err}");
-        let err = greenflow_archive::import(dir, &target.endpoint(), false).await.unwrap_err().to_string();
+        let err = greenflow_data::import(dir, &target.endpoint(), false).await.unwrap_err().to_string();
         assert!(err.contains(file), "{err}");
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let held = greenflow_archive::import::snapshot(&target.endpoint(), &good.manifest).await.unwrap();
+    let held = greenflow_data::import::snapshot(&target.endpoint(), &good.manifest).await.unwrap();
     assert!(held.is_empty(), "nothing reached the sink: {held:?}");
 }
 
@@ -318,7 +319,7 @@ async fn an_interrupted_fetch_resumes_to_the_same_files() {
     {
         let mut staging = Staging::open(&dir, &selector, window).unwrap();
         let endpoint = vm.endpoint();
-        let mut progress = |p: greenflow_archive::FetchProgress| {
+        let mut progress = |p: greenflow_data::FetchProgress| {
             let _ = parts_seen.send(p.done_ms);
         };
         let fetch = staging.fetch_all(&endpoint, &mut progress);
@@ -342,7 +343,7 @@ async fn an_interrupted_fetch_resumes_to_the_same_files() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_archive_hashes_and_stores_as_nix_says() {
+async fn the_archive_hashes_and_store_path_are_nix_own() {
     let window = window();
     let vm = Vm::start(&programs("GREENFLOW_TEST_PROGRAMS"), true);
     load(&vm, &run_data(window));

@@ -27,7 +27,7 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// What the canonical form is, in the manifest, for whoever reads an archive without greenflow.
 pub const CANONICAL_FORM: &str = "data/<from>-<to>.jsonl.gz: the samples with from <= timestamp < to (ms since \
-the epoch; parts cut at whole UTC hours and halved while over 500000 samples); gzip level 6, no name or time in the \
+the epoch; parts cut at whole UTC hours and halved while over 1000000 samples); gzip level 1 (zlib's deflate, as zlib-rs writes it), no name or time in the \
 header; one series a line, {\"metric\":{labels},\"values\":[...],\"timestamps\":[...]}, labels in byte order, \
 series ordered by label set, samples by timestamp then value, duplicates kept; finite values rounded to 15 \
 significant digits, as the shortest decimal that reads back as that double, others as the strings \"+Inf\", \"-Inf\", \"NaN\"";

@@ -45,8 +45,14 @@ pub async fn import(dir: &Path, target: &VmEndpoint, merge: bool) -> Result<(Man
         let mut body = Vec::with_capacity(BODY_BYTES + (1 << 16));
         for line in crate::staging::read_part(&path)? {
             let line = line.map_err(ArchiveError::io("cannot read", &path))?;
-            let (labels, samples) = series::parse_line(&line)?;
-            body.extend_from_slice(series::render_line(&labels, &samples, ValueSpelling::Import).as_bytes());
+            // A canonical line is an import line already, but for the infinities, which VictoriaMetrics 1.79 reads
+            // only as numbers (and NaN, which it drops either way).
+            if line.contains("\"+Inf\"") || line.contains("\"-Inf\"") {
+                let (labels, samples) = series::parse_line(&line)?;
+                body.extend_from_slice(series::render_line(&labels, &samples, ValueSpelling::Import).as_bytes());
+            } else {
+                body.extend_from_slice(line.as_bytes());
+            }
             body.push(b'\n');
             if body.len() >= BODY_BYTES {
                 target.import(std::mem::take(&mut body)).await?;

@@ -5,7 +5,7 @@
 //! is halved until it does not. Both rules depend only on the window and the data, so any VictoriaMetrics gives the
 //! same parts; memory stays at one part's samples whatever the run's size. Each part is one file,
 //! `data/<from ms>-<to ms>.jsonl.gz` (13 digits each, so names sort by time): its series in canonical form
-//! ([`crate::series`]), gzip level 6 with no name and time in the header. A part with no samples has no file.
+//! ([`crate::series`]), gzip level 1 (zlib-rs) with no name and time in the header. A part with no samples has no file.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -24,7 +24,7 @@ use crate::source::VmEndpoint;
 pub const PART_SPAN_MS: i64 = 3_600_000;
 
 /// A part holding more samples than this is halved.
-pub const MAX_PART_SAMPLES: u64 = 500_000;
+pub const MAX_PART_SAMPLES: u64 = 1_000_000;
 
 /// The name of the checkpoint file in a staging directory.
 pub const CHECKPOINT: &str = "checkpoint.json";
@@ -218,24 +218,13 @@ enum Fetched {
 
 async fn fetch_part(source: &VmEndpoint, selector: &str, from: i64, to: i64) -> Result<Fetched, ArchiveError> {
     let mut response = source.export(selector, from, to - 1).await?;
-    let mut series: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
-    let mut samples = 0u64;
-    let mut pending: Vec<u8> = Vec::new();
     let limit = if to - from > 1 { MAX_PART_SAMPLES } else { u64::MAX };
-    let take = |line: &[u8], series: &mut BTreeMap<Labels, Vec<Sample>>| -> Result<u64, ArchiveError> {
-        let line = std::str::from_utf8(line).map_err(|e| ArchiveError::BadExport {
-            reason: format!("not UTF-8: {e}"),
-            excerpt: String::from_utf8_lossy(&line[..line.len().min(120)]).into_owned(),
-        })?;
-        let line = line.trim();
-        if line.is_empty() {
-            return Ok(0);
-        }
-        let (labels, new) = series::parse_line(line)?;
-        let n = new.len() as u64;
-        series.entry(labels).or_default().extend(new);
-        Ok(n)
-    };
+    // The part is counted as it streams in and parsed only once it is known to fit: a part over the limit costs
+    // only its transfer up to the limit. Lines are kept one by one (no one buffer that doubles as it grows) and
+    // each is dropped as soon as it is parsed.
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut samples = 0u64;
     loop {
         let chunk = response.chunk().await.map_err(|e| ArchiveError::Sink {
             what: "the export broke off",
@@ -243,25 +232,48 @@ async fn fetch_part(source: &VmEndpoint, selector: &str, from: i64, to: i64) -> 
             reason: e.to_string(),
         })?;
         let Some(chunk) = chunk else { break };
-        pending.extend_from_slice(&chunk);
-        let mut start = 0;
-        while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
-            samples += take(&pending[start..start + end], &mut series)?;
-            start += end + 1;
-            if samples > limit {
-                return Ok(Fetched::TooMany);
-            }
+        let mut rest: &[u8] = &chunk;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            pending.extend_from_slice(&rest[..end]);
+            rest = &rest[end + 1..];
+            samples += count_samples(&pending);
+            lines.push(std::mem::take(&mut pending));
         }
-        pending.drain(..start);
+        pending.extend_from_slice(rest);
+        if samples > limit {
+            return Ok(Fetched::TooMany);
+        }
     }
-    samples += take(&pending, &mut series)?;
-    if samples > limit {
+    lines.push(pending);
+    let mut series: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+    for line in lines {
+        let line = std::str::from_utf8(&line).map_err(|e| ArchiveError::BadExport {
+            reason: format!("not UTF-8: {e}"),
+            excerpt: String::from_utf8_lossy(&line[..line.len().min(120)]).into_owned(),
+        })?;
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (labels, new) = series::parse_line(line)?;
+        series.entry(labels).or_default().extend(new);
+    }
+    if series.values().map(|s| s.len() as u64).sum::<u64>() > limit {
         return Ok(Fetched::TooMany);
     }
     for samples in series.values_mut() {
         series::sort_samples(samples);
     }
     Ok(Fetched::Series(series))
+}
+
+/// Samples in an exported line, counted without parsing it: the commas of its `timestamps` array, plus one.
+fn count_samples(line: &[u8]) -> u64 {
+    const KEY: &[u8] = b"\"timestamps\":[";
+    let Some(at) = line.windows(KEY.len()).rposition(|w| w == KEY) else { return 0 };
+    let list = &line[at + KEY.len()..];
+    let list = &list[..list.iter().position(|&b| b == b']').unwrap_or(list.len())];
+    if list.iter().all(u8::is_ascii_whitespace) { 0 } else { list.iter().filter(|&&b| b == b',').count() as u64 + 1 }
 }
 
 /// A writer that hashes and counts what passes through.
@@ -295,7 +307,7 @@ fn write_part(
     let tmp = dir.join(format!("{relative}.tmp"));
     let file = fs::File::create(&tmp).map_err(ArchiveError::io("cannot create", &tmp))?;
     let hashing = Hashing { inner: std::io::BufWriter::new(file), hasher: Sha256::new(), bytes: 0 };
-    let mut gz = flate2::GzBuilder::new().mtime(0).operating_system(255).write(hashing, Compression::new(6));
+    let mut gz = flate2::GzBuilder::new().mtime(0).operating_system(255).write(hashing, Compression::new(1));
     let mut samples = 0u64;
     let written: std::io::Result<()> = (|| {
         for (labels, values) in series {

@@ -29,12 +29,39 @@ struct Line {
     timestamps: Vec<i64>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A sample value as exported: a number, a string (`"Infinity"`, `"NaN"`, ...) or null; read without buffering.
 enum RawValue {
     Number(f64),
     Text(String),
-    Null(()),
+    Null,
+}
+
+impl<'de> Deserialize<'de> for RawValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sample value")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<RawValue, E> {
+                Ok(RawValue::Number(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<RawValue, E> {
+                Ok(RawValue::Number(v as f64))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<RawValue, E> {
+                Ok(RawValue::Number(v as f64))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<RawValue, E> {
+                Ok(RawValue::Text(v.to_owned()))
+            }
+            fn visit_unit<E>(self) -> Result<RawValue, E> {
+                Ok(RawValue::Null)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// Parses one exported line into its labels and samples. Takes every spelling VictoriaMetrics versions write for
@@ -57,7 +84,7 @@ pub fn parse_line(line: &str) -> Result<(Labels, Vec<Sample>), ArchiveError> {
                 reason: format!("`{text}` is not a sample value"),
                 excerpt: line.chars().take(120).collect(),
             })?,
-            RawValue::Null(()) => f64::NAN,
+            RawValue::Null => f64::NAN,
         };
         samples.push((timestamp, value));
     }
@@ -154,7 +181,37 @@ pub fn canonical_value(value: f64) -> f64 {
     if !value.is_finite() || value == 0.0 {
         return value;
     }
+    // Most values' shortest form has 15 digits or fewer already; only the others are rounded.
+    let mut buffer = ryu::Buffer::new();
+    if significant_digits(buffer.format_finite(value)) <= SIGNIFICANT_DIGITS {
+        return value;
+    }
     format!("{value:.prec$e}", prec = SIGNIFICANT_DIGITS - 1).parse().unwrap_or(value)
+}
+
+/// Writes a finite value in canonical form, formatting it once when it is short enough already (most are).
+fn push_finite(out: &mut String, value: f64) {
+    let mut buffer = ryu::Buffer::new();
+    let text = buffer.format_finite(value);
+    if value == 0.0 || significant_digits(text) <= SIGNIFICANT_DIGITS {
+        out.push_str(text);
+    } else {
+        out.push_str(ryu::Buffer::new().format_finite(canonical_value(value)));
+    }
+}
+
+/// Significant digits of a decimal as ryu writes it (`-0.00123`, `1.5e-7`, `1796215882.1181283`).
+fn significant_digits(text: &str) -> usize {
+    let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
+    let digits = mantissa.bytes().filter(u8::is_ascii_digit).skip_while(|&d| d == b'0');
+    let mut count = 0;
+    let mut trailing_zeros = 0;
+    for d in digits {
+        count += 1;
+        trailing_zeros = if d == b'0' { trailing_zeros + 1 } else { 0 };
+    }
+    // Zeros at the end of an integer part count nothing ("1000.0" has 1).
+    count - trailing_zeros
 }
 
 /// A value in the canonical spelling: rounded to 15 significant digits and written as the shortest decimal that
@@ -165,13 +222,13 @@ pub fn value_text(value: f64) -> String {
     } else if value.is_infinite() {
         if value > 0.0 { "+Inf".into() } else { "-Inf".into() }
     } else {
-        serde_json::to_string(&canonical_value(value)).unwrap_or_default()
+        ryu::Buffer::new().format_finite(canonical_value(value)).to_owned()
     }
 }
 
 fn push_value(out: &mut String, value: f64, spelling: ValueSpelling) {
     match (spelling, value.is_finite()) {
-        (_, true) => out.push_str(&value_text(value)),
+        (_, true) => push_finite(out, value),
         (ValueSpelling::Canonical, false) => {
             out.push('"');
             out.push_str(&value_text(value));
