@@ -77,10 +77,7 @@ impl VmEndpoint {
     pub async fn version(&self) -> Option<String> {
         let request = self.http.get(format!("{}/metrics", self.base)).timeout(Duration::from_secs(10));
         let text = self.with_auth(request).send().await.ok()?.error_for_status().ok()?.text().await.ok()?;
-        let line = text.lines().find(|l| l.starts_with("vm_app_version{"))?;
-        let start = line.find("short_version=\"").map(|i| i + 15).or_else(|| line.find("version=\"").map(|i| i + 9))?;
-        let end = line[start..].find('"')? + start;
-        Some(line[start..end].to_owned())
+        app_version(&text)
     }
 
     async fn check(
@@ -108,6 +105,20 @@ impl VmEndpoint {
     }
 }
 
+/// The version in a `/metrics` text's `vm_app_version` line: `short_version`, else `version` (the former is empty
+/// in distribution builds, Debian's).
+fn app_version(metrics: &str) -> Option<String> {
+    let line = metrics.lines().find(|l| l.starts_with("vm_app_version{"))?;
+    let label = |name: &str| {
+        let key = format!("{name}=\"");
+        let (at, _) = line.match_indices(&key).find(|(i, _)| matches!(line[..*i].chars().last(), Some('{' | ',')))?;
+        let start = at + key.len();
+        let end = line[start..].find('"')? + start;
+        Some(line[start..end].to_owned()).filter(|v| !v.is_empty())
+    };
+    label("short_version").or_else(|| label("version"))
+}
+
 /// A millisecond timestamp as the seconds VictoriaMetrics' `start` and `end` take.
 fn seconds(ms: i64) -> String {
     format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
@@ -123,4 +134,16 @@ fn cause(error: &reqwest::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_version_comes_from_either_label() {
+        let upstream = "vm_app_version{short_version=\"v1.145.0\",version=\"victoria-metrics-20250701-v1.145.0\"} 1\n";
+        assert_eq!(super::app_version(upstream).as_deref(), Some("v1.145.0"));
+        let debian = "# TYPE x gauge\nvm_app_version{short_version=\"\",version=\"victoria-metrics-1.79.5+ds1\"} 1\n";
+        assert_eq!(super::app_version(debian).as_deref(), Some("victoria-metrics-1.79.5+ds1"));
+        assert_eq!(super::app_version("up 1\n"), None);
+    }
 }

@@ -157,8 +157,14 @@ impl Staging {
         &self.checkpoint.done
     }
 
-    /// Removes the checkpoint, once every part is there.
+    /// Removes the checkpoint, and any part a killed fetch left half-written, once every part is there.
     pub fn finish(self) -> Result<Vec<PartFile>, ArchiveError> {
+        let data = self.dir.join("data");
+        for entry in fs::read_dir(&data).map_err(ArchiveError::io("cannot list", &data))?.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".tmp") {
+                fs::remove_file(entry.path()).map_err(ArchiveError::io("cannot remove", entry.path()))?;
+            }
+        }
         let path = self.dir.join(CHECKPOINT);
         fs::remove_file(&path).map_err(ArchiveError::io("cannot remove", path))?;
         Ok(self.checkpoint.done)

@@ -331,12 +331,16 @@ async fn an_interrupted_fetch_resumes_to_the_same_files() {
             }
         }
     }
+    // A kill can also leave a part half-written.
+    std::fs::write(dir.join("data/0000000000000-0000000000001.jsonl.gz.tmp"), b"half").unwrap();
     let mut staging = Staging::open(&dir, &selector, window).unwrap();
     assert!(staging.resumed());
     assert_eq!(staging.parts().len(), 1, "one part was done when it stopped");
     staging.fetch_all(&vm.endpoint(), &mut |_| {}).await.unwrap();
     let parts = staging.finish().unwrap();
     assert_eq!(parts, whole.manifest.files);
+    let left: Vec<_> = std::fs::read_dir(dir.join("data")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left.len(), parts.len(), "only the parts are left: {left:?}");
     for part in &parts {
         assert_eq!(std::fs::read(dir.join(&part.path)).unwrap(), std::fs::read(whole.dir.join(&part.path)).unwrap());
     }
