@@ -44,7 +44,7 @@ pub struct Manifest {
     /// The series selector the data was taken with.
     pub selector: String,
     /// The window the data was taken over.
-    pub window: WindowText,
+    pub window: Window,
     /// The VictoriaMetrics that took the run's samples in, from the run record (`unknown` for older records).
     pub source_victoria_metrics: String,
     /// Distinct series.
@@ -57,27 +57,6 @@ pub struct Manifest {
     pub files: Vec<PartFile>,
     /// sha256 (hex) of this manifest written with this field empty: a changed manifest shows.
     pub manifest_sha256: String,
-}
-
-/// A window, in milliseconds and RFC 3339.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WindowText {
-    /// First millisecond in it.
-    pub from_ms: i64,
-    /// First millisecond after it.
-    pub to_ms: i64,
-}
-
-impl From<Window> for WindowText {
-    fn from(w: Window) -> Self {
-        Self { from_ms: w.from_ms, to_ms: w.to_ms }
-    }
-}
-
-impl From<WindowText> for Window {
-    fn from(w: WindowText) -> Self {
-        Self { from_ms: w.from_ms, to_ms: w.to_ms }
-    }
 }
 
 impl Manifest {
@@ -154,7 +133,7 @@ pub async fn create(
     let dir = out.join(&name);
     if dir.exists() {
         let manifest = verify(&dir)?;
-        if manifest.run.id != record.id || Window::from(manifest.window) != window {
+        if manifest.run.id != record.id || manifest.window != window {
             return Err(ArchiveError::Tampered {
                 dir: dir.clone(),
                 file: "manifest.json".into(),
@@ -174,7 +153,7 @@ pub async fn create(
         format_version: FORMAT_VERSION,
         run: record.clone(),
         selector,
-        window: window.into(),
+        window,
         source_victoria_metrics: record.versions.get("victoria-metrics").cloned().unwrap_or_else(|| "unknown".into()),
         series: staging::count_series(&partial, &parts)?,
         samples: parts.iter().map(|p| p.samples).sum(),

@@ -17,7 +17,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 
 use crate::error::ArchiveError;
-use crate::series::{self, Labels, Sample};
+use crate::series::{self, Labels};
 use crate::staging::{self, PartFile};
 
 /// An output format of `greenflow export`.
@@ -54,7 +54,11 @@ pub const PARQUET_SCHEMA: &str = "message greenflow_samples {
 pub fn write(dir: &Path, parts: &[PartFile], format: Format, out: &Path) -> Result<u64, ArchiveError> {
     let tmp = out.with_extension(format!("{}.tmp", format.extension()));
     let written = match format {
-        Format::Jsonl => write_lines(dir, parts, &tmp, |line, _, _, w| writeln!(w, "{line}")),
+        // The canonical lines as they are, counted without being parsed.
+        Format::Jsonl => write_lines(dir, parts, &tmp, |line, w| {
+            writeln!(w, "{line}").map_err(ArchiveError::io("cannot write", out))?;
+            Ok(staging::count_samples(line.as_bytes()))
+        }),
         Format::Csv => write_csv(dir, parts, &tmp),
         Format::Parquet => write_parquet(dir, parts, &tmp),
     }?;
@@ -62,15 +66,13 @@ pub fn write(dir: &Path, parts: &[PartFile], format: Format, out: &Path) -> Resu
     Ok(written)
 }
 
-type LineWriter<'a> = dyn FnMut(&str, &Labels, &[Sample], &mut dyn Write) -> std::io::Result<()> + 'a;
-
+/// Hands every line of the parts to `each` with the output; returns the samples `each` says it wrote.
 fn write_lines(
     dir: &Path,
     parts: &[PartFile],
     out: &Path,
-    mut each: impl FnMut(&str, &Labels, &[Sample], &mut dyn Write) -> std::io::Result<()>,
+    mut each: impl FnMut(&str, &mut std::io::BufWriter<fs::File>) -> Result<u64, ArchiveError>,
 ) -> Result<u64, ArchiveError> {
-    let each: &mut LineWriter<'_> = &mut each;
     let file = fs::File::create(out).map_err(ArchiveError::io("cannot create", out))?;
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut samples = 0u64;
@@ -78,9 +80,7 @@ fn write_lines(
         let path = dir.join(&part.path);
         for line in staging::read_part(&path)? {
             let line = line.map_err(ArchiveError::io("cannot read", &path))?;
-            let (labels, values) = series::parse_line(&line)?;
-            samples += values.len() as u64;
-            each(&line, &labels, &values, &mut writer).map_err(ArchiveError::io("cannot write", out))?;
+            samples += each(&line, &mut writer)?;
         }
     }
     writer.flush().map_err(ArchiveError::io("cannot write", out))?;
@@ -97,16 +97,21 @@ fn split_name(labels: &Labels) -> (&str, String) {
 
 fn write_csv(dir: &Path, parts: &[PartFile], out: &Path) -> Result<u64, ArchiveError> {
     let mut header = true;
-    write_lines(dir, parts, out, |_, labels, samples, w| {
+    write_lines(dir, parts, out, |line, w| {
+        let (labels, samples) = series::parse_line(line)?;
+        let failed =
+            |e: csv::Error| ArchiveError::Io { action: "cannot write", path: out.to_owned(), source: e.into() };
         let mut csv = csv::Writer::from_writer(w);
         if std::mem::take(&mut header) {
-            csv.write_record(["metric", "labels", "timestamp_ms", "value"])?;
+            csv.write_record(["metric", "labels", "timestamp_ms", "value"]).map_err(failed)?;
         }
-        let (name, rest) = split_name(labels);
-        for (timestamp, value) in samples {
-            csv.write_record([name, rest.as_str(), &timestamp.to_string(), &series::value_text(*value)])?;
+        let (name, rest) = split_name(&labels);
+        for (timestamp, value) in &samples {
+            csv.write_record([name, rest.as_str(), &timestamp.to_string(), &series::value_text(*value)])
+                .map_err(failed)?;
         }
-        csv.flush()
+        csv.flush().map_err(ArchiveError::io("cannot write", out))?;
+        Ok(samples.len() as u64)
     })
 }
 

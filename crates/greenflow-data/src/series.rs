@@ -222,7 +222,9 @@ pub fn value_text(value: f64) -> String {
     } else if value.is_infinite() {
         if value > 0.0 { "+Inf".into() } else { "-Inf".into() }
     } else {
-        ryu::Buffer::new().format_finite(canonical_value(value)).to_owned()
+        let mut text = String::new();
+        push_finite(&mut text, value);
+        text
     }
 }
 

@@ -274,7 +274,7 @@ async fn fetch_part(source: &VmEndpoint, selector: &str, from: i64, to: i64) -> 
 }
 
 /// Samples in an exported line, counted without parsing it: the commas of its `timestamps` array, plus one.
-fn count_samples(line: &[u8]) -> u64 {
+pub(crate) fn count_samples(line: &[u8]) -> u64 {
     const KEY: &[u8] = b"\"timestamps\":[";
     let Some(at) = line.windows(KEY.len()).rposition(|w| w == KEY) else { return 0 };
     let list = &line[at + KEY.len()..];

@@ -301,7 +301,7 @@ async fn a_tampered_archive_is_refused_with_the_file_named_and_nothing_written()
         assert!(err.contains(file), "{err}");
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let held = greenflow_data::import::snapshot(&target.endpoint(), &good.manifest).await.unwrap();
+    let (_scratch, held) = greenflow_data::import::snapshot(&target.endpoint(), &good.manifest).await.unwrap();
     assert!(held.is_empty(), "nothing reached the sink: {held:?}");
 }
 

@@ -1,7 +1,4 @@
 //! `greenflow export | archive | archive verify | import`: runs as data.
-
-use std::path::Path;
-
 use anyhow::{Context, bail};
 use greenflow_config::Settings;
 use greenflow_data::archive::{self, Archive, Created};
@@ -219,8 +216,7 @@ fn may_send_credential(url: &url::Url) -> bool {
 
 /// `greenflow import DIR`.
 pub async fn import(settings: &Settings, args: &ImportArgs) -> anyhow::Result<u8> {
-    // Bad input first, before anything is read or written: the --sink URL, then the archive (which import checks
-    // again as it reads it).
+    // Bad input first, before anything is read or written: the --sink URL, then the archive.
     let sink_url = match &args.sink {
         None => None,
         Some(text) => {
@@ -236,7 +232,7 @@ pub async fn import(settings: &Settings, args: &ImportArgs) -> anyhow::Result<u8
             Some((text.clone(), url))
         }
     };
-    greenflow_data::verify(&args.dir)?;
+    let manifest = greenflow_data::verify(&args.dir)?;
     let target = match sink_url {
         None => own_sink(settings)?,
         Some((text, url)) => {
@@ -249,7 +245,7 @@ pub async fn import(settings: &Settings, args: &ImportArgs) -> anyhow::Result<u8
         }
     };
     let progress = Progress::start(&format!("importing {}", args.dir.display()));
-    let result = greenflow_data::import(&args.dir, &target, args.merge).await;
+    let result = greenflow_data::import::import_verified(&args.dir, manifest, &target, args.merge).await;
     progress.finish();
     let (manifest, imported) = result?;
     let restored = restore_record(settings, &manifest.run)?;
@@ -259,7 +255,8 @@ pub async fn import(settings: &Settings, args: &ImportArgs) -> anyhow::Result<u8
             serde_json::to_string_pretty(&serde_json::json!({
                 "run": manifest.run.id,
                 "sink": target.base(),
-                "imported": matches!(imported, Imported::Written),
+                "imported": !matches!(imported, Imported::AlreadyThere),
+                "values_rerounded": match imported { Imported::WrittenRounded { values } => values, _ => 0 },
                 "samples": manifest.samples,
                 "series": manifest.series,
                 "verified": true,
@@ -276,11 +273,23 @@ pub async fn import(settings: &Settings, args: &ImportArgs) -> anyhow::Result<u8
                 manifest.samples,
                 target.base()
             ),
+            Imported::WrittenRounded { values } => println!(
+                "imported run {} ({}): {} series, {} samples into {}; VictoriaMetrics re-rounded {values} values",
+                manifest.run.id,
+                manifest.run.name,
+                manifest.series,
+                manifest.samples,
+                target.base()
+            ),
             Imported::AlreadyThere => {
                 println!("the sink holds run {} exactly as archived already; nothing written", manifest.run.id)
             }
         }
-        println!("verified: the sink's copy of the run hashes to the manifest's");
+        if let Imported::WrittenRounded { .. } = imported {
+            println!("verified: the sink's copy has the manifest's series and timestamps, values within 1e-12");
+        } else {
+            println!("verified: the sink's copy of the run hashes to the manifest's");
+        }
         println!("run record: {restored}");
     }
     Ok(exit::OK)
@@ -290,13 +299,9 @@ pub async fn import(settings: &Settings, args: &ImportArgs) -> anyhow::Result<u8
 fn restore_record(settings: &Settings, record: &RunRecord) -> anyhow::Result<String> {
     let store = RunStore::new(settings.paths.runs_dir());
     let path = store.path(&record.id);
-    if path_exists(&path) {
+    if path.try_exists().unwrap_or(false) {
         return Ok(format!("kept the one in {}", path.display()));
     }
     let path = store.save(record)?;
     Ok(format!("restored to {} (`greenflow runs show {}`)", path.display(), record.id))
-}
-
-fn path_exists(path: &Path) -> bool {
-    path.try_exists().unwrap_or(false)
 }

@@ -19,7 +19,9 @@ use greenflow_runs::RunRecord;
 use greenflow_sink::Program;
 use serde_json::json;
 
-use super::{free_port, median_f64};
+use greenflow_sink::SinkClient;
+
+use super::{free_port, median_f64, time_until_healthy};
 use crate::cli::{BenchDataArgs, BenchExportChildArgs};
 use crate::exit;
 
@@ -43,13 +45,7 @@ impl BareVm {
             .spawn()
             .with_context(|| format!("cannot start `{}`", binary.display()))?;
         let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while reqwest::get(format!("{url}/health")).await.map(|r| r.status().is_success()).ok() != Some(true) {
-            if Instant::now() > deadline {
-                bail!("VictoriaMetrics at {url} did not become healthy in 60 s");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        time_until_healthy(&SinkClient::new(url.clone(), None), Instant::now(), Duration::from_secs(60)).await?;
         Ok(Self { _child: child, url })
     }
 
