@@ -79,7 +79,7 @@ pub async fn import_verified(
         }
     }
     // VictoriaMetrics makes what it took readable within a second or so; force_flush asks for it now.
-    let mut last = Vec::new();
+    let mut difference = String::new();
     for _ in 0..30 {
         target.force_flush().await;
         let (scratch, parts) = snapshot(target, &manifest).await?;
@@ -88,20 +88,18 @@ pub async fn import_verified(
         }
         // VictoriaMetrics keeps a block of values as decimals with one exponent, so a value can come back
         // re-rounded when the block it lands in differs from the one it left.
-        if let Some(values) = rounded_values(dir, &manifest.files, scratch.path(), &parts)? {
-            return Ok((manifest, Imported::WrittenRounded { values }));
+        match compare(dir, &manifest.files, scratch.path(), &parts)? {
+            Comparison::Rounded(values) => return Ok((manifest, Imported::WrittenRounded { values })),
+            Comparison::Differs(what) => difference = what,
         }
-        last = parts;
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     Err(ArchiveError::Sink {
         what: "the imported run does not read back as the archive",
         url: target.base().to_owned(),
         reason: format!(
-            "the sink holds {} samples of it, the archive {}; a sink without -dedup.minScrapeInterval keeps samples \
-             it is given twice",
-            last.iter().map(|p| p.samples).sum::<u64>(),
-            manifest.samples
+            "{difference}; a sink without -dedup.minScrapeInterval keeps samples it is given twice, and one that \
+             already held other samples of the run needs --merge"
         ),
     })
 }
@@ -119,12 +117,29 @@ pub async fn snapshot(
     Ok((scratch, parts))
 }
 
-/// When both sets of parts hold the same series, timestamps and sample counts, and every value is within 1e-12 of
-/// its series' largest magnitude of the other's: how many values differ. `None` otherwise.
-fn rounded_values(a_dir: &Path, a: &[PartFile], b_dir: &Path, b: &[PartFile]) -> Result<Option<u64>, ArchiveError> {
+/// How the sink's copy of a run compares with the archive when the two are not byte-identical.
+enum Comparison {
+    /// The same series, timestamps and sample counts; this many values re-rounded within the tolerance.
+    Rounded(u64),
+    /// The first difference beyond re-rounding, in words.
+    Differs(String),
+}
+
+/// Relative tolerance for a re-rounded value, against the largest magnitude of its series in the part.
+const ROUNDING_TOLERANCE: f64 = 1e-12;
+
+/// Compares the archive's parts (`a`) with the sink's (`b`) series by series and sample by sample.
+fn compare(a_dir: &Path, a: &[PartFile], b_dir: &Path, b: &[PartFile]) -> Result<Comparison, ArchiveError> {
     let shape = |p: &PartFile| (p.path.clone(), p.series, p.samples);
     if a.iter().map(shape).ne(b.iter().map(shape)) {
-        return Ok(None);
+        let describe = |parts: &[PartFile]| {
+            parts
+                .iter()
+                .map(|p| format!("{} ({} series, {} samples)", p.path, p.series, p.samples))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Ok(Comparison::Differs(format!("the archive has {}, the sink {}", describe(a), describe(b))));
     }
     let mut differing = 0;
     for (x, y) in a.iter().zip(b) {
@@ -133,25 +148,49 @@ fn rounded_values(a_dir: &Path, a: &[PartFile], b_dir: &Path, b: &[PartFile]) ->
             let x_line = x_line.map_err(ArchiveError::io("cannot read", &x_path))?;
             let y_line = y_line.map_err(ArchiveError::io("cannot read", &y_path))?;
             let ((x_labels, xs), (y_labels, ys)) = (series::parse_line(&x_line)?, series::parse_line(&y_line)?);
-            if x_labels != y_labels || xs.len() != ys.len() {
-                return Ok(None);
+            let name = || series::describe_labels(&x_labels);
+            if x_labels != y_labels {
+                return Ok(Comparison::Differs(format!(
+                    "in {} the archive has series {} where the sink has {}",
+                    x.path,
+                    name(),
+                    series::describe_labels(&y_labels)
+                )));
+            }
+            if xs.len() != ys.len() {
+                return Ok(Comparison::Differs(format!(
+                    "in {} series {} has {} samples in the archive, {} in the sink",
+                    x.path,
+                    name(),
+                    xs.len(),
+                    ys.len()
+                )));
             }
             let magnitude = xs.iter().chain(&ys).map(|s| s.1.abs()).filter(|v| v.is_finite()).fold(0.0, f64::max);
             for (&(xt, xv), &(yt, yv)) in xs.iter().zip(&ys) {
                 if xt != yt {
-                    return Ok(None);
+                    return Ok(Comparison::Differs(format!(
+                        "in {} series {} has a sample at {xt} ms in the archive where the sink has one at {yt} ms",
+                        x.path,
+                        name()
+                    )));
                 }
                 if xv.to_bits() == yv.to_bits() || (xv.is_nan() && yv.is_nan()) {
                     continue;
                 }
-                if !(xv.is_finite() && yv.is_finite() && (xv - yv).abs() <= 1e-12 * magnitude) {
-                    return Ok(None);
+                if !(xv.is_finite() && yv.is_finite() && (xv - yv).abs() <= ROUNDING_TOLERANCE * magnitude) {
+                    return Ok(Comparison::Differs(format!(
+                        "in {} series {} at {xt} ms is {xv:?} in the archive, {yv:?} in the sink (largest magnitude \
+                         {magnitude:?})",
+                        x.path,
+                        name()
+                    )));
                 }
                 differing += 1;
             }
         }
     }
-    Ok(Some(differing))
+    Ok(Comparison::Rounded(differing))
 }
 
 fn same(a: &[PartFile], b: &[PartFile]) -> bool {

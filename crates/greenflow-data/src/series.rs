@@ -151,7 +151,7 @@ pub enum ValueSpelling {
 pub fn render_line(labels: &Labels, samples: &[Sample], spelling: ValueSpelling) -> String {
     let mut out = String::with_capacity(64 + samples.len() * 24);
     out.push_str("{\"metric\":");
-    out.push_str(&serde_json::to_string(labels).unwrap_or_default());
+    out.push_str(&describe_labels(labels));
     out.push_str(",\"values\":[");
     for (i, (_, value)) in samples.iter().enumerate() {
         if i > 0 {
@@ -168,6 +168,11 @@ pub fn render_line(labels: &Labels, samples: &[Sample], spelling: ValueSpelling)
     }
     out.push_str("]}");
     out
+}
+
+/// A series' labels as one JSON object, for messages.
+pub fn describe_labels(labels: &Labels) -> String {
+    serde_json::to_string(labels).unwrap_or_default()
 }
 
 /// Significant decimal digits a canonical value keeps: every 15-digit decimal survives a double (`DBL_DIG`), and
