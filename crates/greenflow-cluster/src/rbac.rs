@@ -44,6 +44,13 @@ pub const RULES: &[Rule] = &[
         used_by: "run, cluster status: read Prometheus' /metrics (its remote-write queue) through the API server",
     },
     Rule {
+        api_group: "",
+        resource: "pods/log",
+        verbs: &["get"],
+        cluster_scoped: false,
+        used_by: "run: read the last lines of Prometheus' and its route sidecar's logs when no sample arrives",
+    },
+    Rule {
         api_group: "coordination.k8s.io",
         resource: "leases",
         verbs: &["get", "create", "update", "delete"],

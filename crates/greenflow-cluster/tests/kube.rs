@@ -725,6 +725,7 @@ async fn every_request_is_allowed_by_the_printed_rbac_and_every_rule_is_used() {
     let up = cluster.scale(1, &labels(&[("greenflow_run", "01JRUN")]), &[]).await.unwrap();
     cluster.wait_ready(up.generation, Duration::from_secs(5), &no_progress).await.unwrap();
     cluster.prometheus_metrics().await.unwrap();
+    cluster.diagnose_route().await.unwrap();
     cluster.status().await.unwrap();
     cluster.scale(0, &BTreeMap::new(), &["greenflow_run".to_owned()]).await.unwrap();
     cluster.wait_pods_gone(Duration::from_secs(5), &no_progress).await.unwrap();

@@ -111,8 +111,8 @@ pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
 /// Every method is called from one task, in this order: [`preflight`](Self::preflight),
 /// [`acquire_lock`](Self::acquire_lock), [`scale_up`](Self::scale_up), then
 /// [`prometheus_metrics`](Self::prometheus_metrics) and [`renew_lock`](Self::renew_lock) while the run lives and
-/// drains, [`scale_down`](Self::scale_down), [`release_lock`](Self::release_lock). `scale_down` and `release_lock` are also
-/// called after a failed `scale_up`.
+/// drains, [`scale_down`](Self::scale_down), [`release_lock`](Self::release_lock). `scale_down` (when
+/// [`changed_prometheus`](Self::changed_prometheus)) and `release_lock` are also called after a failed `scale_up`.
 #[allow(async_fn_in_trait)] // used generically from one task; no Send bound needed
 pub trait ClusterBackend {
     /// Which back-end this is.
@@ -160,6 +160,13 @@ pub trait ClusterBackend {
     /// Stops Prometheus and removes the run's external labels, and waits until its pod is gone. Safe to call when it
     /// is not running.
     async fn scale_down(&mut self, progress: Progress<'_>) -> Result<(), BackendError>;
+
+    /// Whether this run has changed Prometheus: a scale-up was sent, or [`resume`](Self::resume) took over a run
+    /// left running. When it has not (a scale-up refused because another run's Prometheus already runs, say),
+    /// the lifecycle leaves Prometheus alone instead of scaling down what is not its own.
+    fn changed_prometheus(&self) -> bool {
+        true
+    }
 
     /// The likely cause when Prometheus does not get ready or its samples do not arrive (the route's sidecar not
     /// joined, its auth key refused, the proxy or TLS failing), from what the back-end can see. None: nothing

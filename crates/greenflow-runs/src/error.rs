@@ -55,6 +55,21 @@ pub enum RunError {
         /// What happened.
         detail: String,
     },
+    /// The run happened (the cluster was changed and its data is in the sink) but its final record could not be
+    /// written: the record on disk still says what it said before, so the caller reports the one given here.
+    #[error("the run record of {} could not be saved: {source}", record.id)]
+    NotSaved {
+        /// The finished record, as it would have been saved.
+        record: Box<crate::RunRecord>,
+        /// Why it was not.
+        source: Box<RunError>,
+    },
+    /// A stop request (Ctrl-C, SIGTERM) before the run changed anything.
+    #[error("interrupted while {during}; nothing was changed")]
+    Interrupted {
+        /// The step that was stopped.
+        during: &'static str,
+    },
     /// No free port on loopback.
     #[error("cannot find a free port on 127.0.0.1")]
     NoFreePort(#[source] std::io::Error),

@@ -75,6 +75,8 @@ pub struct KubeBackend {
     renewer: Option<Renewer>,
     /// External label keys this run added (removed again at scale-down, with the run and experiment labels).
     added_labels: BTreeSet<String>,
+    /// A scale-up patch was sent (or a run left running was taken over): scale-down is ours to do.
+    changed: bool,
     replicas: i64,
     pod_gone_timeout: Duration,
 }
@@ -87,6 +89,7 @@ impl KubeBackend {
             holder: None,
             renewer: None,
             added_labels: BTreeSet::new(),
+            changed: false,
             replicas: 1,
             pod_gone_timeout: POD_GONE_TIMEOUT,
         }
@@ -184,8 +187,9 @@ impl ClusterBackend for KubeBackend {
     }
 
     async fn acquire_lock(&mut self, _run: &RunId, holder: &str, progress: Progress<'_>) -> Result<(), BackendError> {
-        self.cluster.acquire_lease_waiting(holder, progress).await.map_err(backend_error)?;
+        // Known before the wait: a stop during it releases a Lease that was created just before.
         self.holder = Some(holder.to_owned());
+        self.cluster.acquire_lease_waiting(holder, progress).await.map_err(backend_error)?;
         self.renewer = Some(Renewer::start(Arc::clone(&self.cluster), holder.to_owned()));
         Ok(())
     }
@@ -226,6 +230,8 @@ impl ClusterBackend for KubeBackend {
         let deadline = Instant::now() + timeout;
         self.wait_for_a_stopped_prometheus(self.pod_gone_timeout.min(timeout), progress).await?;
         self.added_labels.extend(labels.keys().cloned());
+        // Set before the patch: one whose answer was lost may still have been applied.
+        self.changed = true;
         let patched = self.cluster.scale(self.replicas, labels, &[]).await.map_err(backend_error)?;
         let left = deadline.saturating_duration_since(Instant::now());
         self.cluster.wait_ready(patched.generation, left, progress).await.map_err(backend_error)?;
@@ -245,8 +251,13 @@ impl ClusterBackend for KubeBackend {
         greenflow_cluster::REMOTE_NAME
     }
 
+    fn changed_prometheus(&self) -> bool {
+        self.changed
+    }
+
     async fn resume(&mut self, _run: &RunId) -> Result<bool, BackendError> {
         // Prometheus may still hold the run's queue; the drain finds out (an empty queue drains at once).
+        self.changed = true;
         Ok(true)
     }
 

@@ -91,9 +91,11 @@ impl Interrupts {
         *self.count.borrow()
     }
 
-    /// Resolves once at least `n` have arrived.
+    /// Resolves once at least `n` have arrived; never, when fewer did and no more can come (the sender is gone).
     pub async fn wait(&mut self, n: u32) {
-        let _ = self.count.wait_for(|count| *count >= n).await;
+        if self.count.wait_for(|count| *count >= n).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -202,10 +204,23 @@ fn probe_hint(error: &SinkError) -> String {
     }
 }
 
+/// Awaits `step` unless a stop request comes first ([`RunError::Interrupted`]); for the steps before the lock,
+/// which change nothing.
+async fn unless_interrupted<T>(
+    interrupts: &mut Interrupts,
+    during: &'static str,
+    step: impl Future<Output = Result<T, RunError>>,
+) -> Result<T, RunError> {
+    tokio::select! {
+        result = step => result,
+        _ = interrupts.wait(1) => Err(RunError::Interrupted { during }),
+    }
+}
+
 /// Makes one run: preflight, lock, scale up, prove the path, workload, drain, scale down, record.
 ///
-/// Returns `Err` only when nothing was changed (preflight or lock failed); every other outcome, failures included,
-/// is a saved record.
+/// Returns `Err` when nothing was changed (preflight or lock failed) and [`RunError::NotSaved`] when the run
+/// happened but its final record could not be written; every other outcome, failures included, is a saved record.
 pub async fn run<B: ClusterBackend>(
     backend: &mut B,
     ctx: &mut RunContext<'_>,
@@ -216,7 +231,14 @@ pub async fn run<B: ClusterBackend>(
     let id = RunId::new(start);
 
     ctx.reporter.phase(&format!("checking the sink at {}", ctx.sink.base()));
-    if let Err(err) = probe_sink(&ctx.sink, &id, Duration::from_secs(30)).await {
+    let probed = unless_interrupted(&mut ctx.interrupts, "checking the sink", async {
+        probe_sink(&ctx.sink, &id, Duration::from_secs(30)).await?;
+        if let Some(writer) = &ctx.writer {
+            probe_writer(writer).await?;
+        }
+        Ok(())
+    });
+    if let Err(err) = probed.await {
         return Err(match (err, full_disk(ctx.storage.as_ref()).await) {
             (RunError::Probe { url, detail }, Some(disk)) => {
                 RunError::Probe { url, detail: format!("{detail}: {disk}") }
@@ -224,15 +246,32 @@ pub async fn run<B: ClusterBackend>(
             (err, _) => err,
         });
     }
-    if let Some(writer) = &ctx.writer {
-        probe_writer(writer).await?;
-    }
     ctx.reporter.phase("checking the cluster");
-    let info = backend.preflight().await?;
+    let info = unless_interrupted(&mut ctx.interrupts, "checking the cluster", async {
+        backend.preflight().await.map_err(RunError::from)
+    })
+    .await?;
     ctx.reporter.note(&format!("sink accepts writes; cluster: {}", info.description));
     let holder = lock_holder(&id);
     let reporter = ctx.reporter;
-    backend.acquire_lock(&id, &holder, &|line: &str| reporter.update(line)).await?;
+    let progress = |line: &str| reporter.update(line);
+    let locked = {
+        let interrupts = &mut ctx.interrupts;
+        tokio::select! {
+            result = backend.acquire_lock(&id, &holder, &progress) => Some(result),
+            _ = interrupts.wait(1) => None,
+        }
+    };
+    match locked {
+        Some(result) => result?,
+        None => {
+            // A Lease created just before the stop is ours: released (no-op when none was).
+            if let Err(e) = backend.release_lock().await {
+                reporter.note(&format!("warning: cannot release the experiment lock: {e}"));
+            }
+            return Err(RunError::Interrupted { during: "waiting for the experiment lock" });
+        }
+    }
 
     let mut versions = request.versions.clone();
     versions.extend(info.versions);
@@ -268,7 +307,7 @@ pub async fn run<B: ClusterBackend>(
     }
     active.reporter().note(&format!("run {id} ({}) started", request.name));
     active.drive().await;
-    Ok(active.record)
+    active.saved()
 }
 
 /// Finishes a run whose greenflow died, or whose drain timed out: drains, scales down, releases the lock, records.
@@ -291,7 +330,7 @@ pub async fn recover<B: ClusterBackend>(
     // Whatever the run's Prometheus still holds is drained; a stand-in that did not survive has nothing left.
     let drain = active.backend.resume(&active.record.id).await?;
     active.finish(end, drain, None).await;
-    Ok(active.record)
+    active.saved()
 }
 
 struct ActiveRun<'r, 'c, 'a, B: ClusterBackend> {
@@ -301,6 +340,8 @@ struct ActiveRun<'r, 'c, 'a, B: ClusterBackend> {
     record: RunRecord,
     last_renewal: Instant,
     pending_markers: Vec<ImportSeries>,
+    /// Why the final record could not be written, if it could not.
+    save_error: Option<RunError>,
     /// Set once the lock is someone else's: the run stops, drains, and leaves Prometheus and the lock alone.
     lock_lost: Option<String>,
 }
@@ -324,6 +365,7 @@ impl<'r, 'c, 'a, B: ClusterBackend> ActiveRun<'r, 'c, 'a, B> {
             record,
             last_renewal: Instant::now(),
             pending_markers: Vec::new(),
+            save_error: None,
             lock_lost: None,
         }
     }
@@ -334,6 +376,14 @@ impl<'r, 'c, 'a, B: ClusterBackend> ActiveRun<'r, 'c, 'a, B> {
 
     fn save(&self) -> Result<(), RunError> {
         self.ctx.store.save(&self.record).map(|_| ())
+    }
+
+    /// The finished record, or [`RunError::NotSaved`] with it when the final save failed.
+    fn saved(self) -> Result<RunRecord, RunError> {
+        match self.save_error {
+            None => Ok(self.record),
+            Some(source) => Err(RunError::NotSaved { record: Box::new(self.record), source: Box::new(source) }),
+        }
     }
 
     async fn release(&mut self) {
@@ -448,7 +498,11 @@ impl<'r, 'c, 'a, B: ClusterBackend> ActiveRun<'r, 'c, 'a, B> {
             }
         }
         self.record.queue_at_start = match self.wait_for_queue().await {
-            Ok(q) => Some(q),
+            Ok(Some(q)) => Some(q),
+            Ok(None) => {
+                self.reporter().note("interrupted before Prometheus' queue could be read; draining what was scraped");
+                return Active { scaled_up: true, flowing: false, error: None };
+            }
             Err(e) => return Active { scaled_up: true, flowing: false, error: Some(e) },
         };
         let _ = self.save();
@@ -477,17 +531,21 @@ impl<'r, 'c, 'a, B: ClusterBackend> ActiveRun<'r, 'c, 'a, B> {
     }
 
     /// Reads the queue's counters right after scale-up: the baseline for losses.
-    async fn wait_for_queue(&mut self) -> Result<QueueMetrics, String> {
+    /// Waits (at most 30 s) until Prometheus' queue can be read. `Ok(None)`: interrupted.
+    async fn wait_for_queue(&mut self) -> Result<Option<QueueMetrics>, String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            if self.interrupts() >= 1 {
+                return Ok(None);
+            }
             match self.queue_metrics().await {
-                Ok(q) => return Ok(q),
+                Ok(q) => return Ok(Some(q)),
                 Err(e) if Instant::now() >= deadline => {
                     return Err(format!("cannot read Prometheus' remote-write queue: {e}"));
                 }
                 Err(e) => tracing::debug!(error = %e, "queue metrics not there yet"),
             }
-            self.pause(Duration::from_millis(500), 2).await;
+            self.pause(Duration::from_millis(500), 1).await;
         }
     }
 
@@ -653,6 +711,9 @@ impl<'r, 'c, 'a, B: ClusterBackend> ActiveRun<'r, 'c, 'a, B> {
             // Prometheus and the lock are the new holder's now: scaling down would end their run.
             error = Some(error.map_or_else(|| lost.clone(), |e| format!("{e}; {lost}")));
             let _ = self.backend.release_lock().await;
+        } else if !self.backend.changed_prometheus() {
+            // Refused before anything was patched: the Prometheus that runs is not this run's to stop.
+            self.release().await;
         } else if leave_running {
             self.record.cluster_left_running = true;
             self.reporter().note(&format!(
@@ -662,9 +723,28 @@ impl<'r, 'c, 'a, B: ClusterBackend> ActiveRun<'r, 'c, 'a, B> {
         } else {
             self.reporter().phase("scaling Prometheus down");
             let reporter = self.ctx.reporter;
-            match self.backend.scale_down(&|line: &str| reporter.update(line)).await {
-                Ok(()) => self.release().await,
-                Err(e) => {
+            let progress = |line: &str| reporter.update(line);
+            let scaled = {
+                // One more stop request than so far stops the wait for the pod to be gone.
+                let more = self.ctx.interrupts.count() + 1;
+                let (backend, interrupts) = (&mut *self.backend, &mut self.ctx.interrupts);
+                tokio::select! {
+                    result = backend.scale_down(&progress) => Some(result),
+                    _ = interrupts.wait(more) => None,
+                }
+            };
+            match scaled {
+                Some(Ok(())) => self.release().await,
+                None => {
+                    // The patch may or may not have gone out: recover makes sure, as for a failed scale-down.
+                    self.record.cluster_left_running = true;
+                    self.reporter().note(&format!(
+                        "interrupted while Prometheus was scaling down; the experiment lock stays held until it \
+                         lapses; `greenflow runs recover {}` scales it down and releases the lock",
+                        self.record.id
+                    ));
+                }
+                Some(Err(e)) => {
                     // The lock stays (it lapses a lease duration after greenflow exits, as nothing renews it):
                     // the next run must not start on this Prometheus.
                     self.record.cluster_left_running = true;
@@ -686,6 +766,7 @@ impl<'r, 'c, 'a, B: ClusterBackend> ActiveRun<'r, 'c, 'a, B> {
         self.record.drain = Some(report);
         if let Err(e) = self.save() {
             self.reporter().note(&format!("error: cannot save the run record: {e}"));
+            self.save_error = Some(e);
         }
     }
 

@@ -205,6 +205,18 @@ impl Setup {
         lifecycle::run(&mut backend, &mut ctx, request).await
     }
 
+    /// Every request the run made is one the printed Role allows (`greenflow cluster rbac`).
+    fn assert_rbac_allows_every_request(&self) {
+        let refused: Vec<String> = self
+            .fake
+            .requests()
+            .iter()
+            .filter(|r| !greenflow_cluster::rbac::is_allowed(&r.method, &r.path, &r.query))
+            .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+            .collect();
+        assert!(refused.is_empty(), "requests the printed RBAC does not allow: {refused:#?}");
+    }
+
     fn stored(&self) -> Vec<RunRecord> {
         RunStore::new(self.runs.path()).list().unwrap()
     }
@@ -265,6 +277,7 @@ async fn the_whole_happy_path() {
     let mut phases: Vec<&str> = markers.iter().map(|m| m["phase"].as_str().unwrap()).collect();
     phases.sort_unstable();
     assert_eq!(phases, ["end", "start"]);
+    setup.assert_rbac_allows_every_request();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,6 +322,21 @@ async fn a_missing_prometheus_resource_is_a_clear_error_and_nothing_changes() {
     assert!(err.contains("greenflow cluster install"), "{err}");
     assert!(setup.fake.writes().is_empty(), "{:?}", setup.methods());
     assert!(setup.stored().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_refused_because_prometheus_already_runs_leaves_it_running() {
+    let fake = FakeApiServer::new("monitoring", "greenflow").with_running_prometheus();
+    let setup = Setup::new(fake, Generation::PerQueue, 0).await;
+    let record = setup.run(&request(Workload::For(Duration::from_secs(1)))).await.unwrap();
+    assert_eq!(record.status, RunStatus::Failed, "{record:?}");
+    assert!(record.error.as_deref().unwrap_or_default().contains("already runs"), "{record:?}");
+    // Another run's Prometheus: not patched, not scaled down, and the lock is released.
+    assert!(setup.fake.writes().iter().all(|w| w.method != "PATCH"), "{:?}", setup.methods());
+    assert_eq!(setup.fake.prometheus().unwrap()["spec"]["replicas"], 1);
+    assert!(setup.fake.prometheus_pod().is_some(), "its pod still runs");
+    assert!(setup.fake.lease().is_none(), "the lock is released: {:?}", setup.fake.lease());
+    assert!(!said(&setup).contains("scaling Prometheus down"), "{}", said(&setup));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -529,7 +557,12 @@ async fn ctrl_c_during_the_readiness_wait_scales_back_down_at_once() {
     let fake = FakeApiServer::new("monitoring", "greenflow").with_operator(Operator::NeverAvailable);
     let setup = Setup::new(fake, Generation::PerQueue, 0).await;
     let (tx, interrupts) = Interrupts::manual();
+    let fake = setup.fake.clone();
+    // Ctrl-C half a second into the readiness wait, once the scale-up patch is in.
     tokio::spawn(async move {
+        while fake.prometheus().is_none_or(|p| p["spec"]["replicas"] != 1) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
         tx.send_replace(1);
     });
@@ -541,6 +574,68 @@ async fn ctrl_c_during_the_readiness_wait_scales_back_down_at_once() {
     assert_eq!(record.status, RunStatus::NotDrained, "{record:?}");
     prometheus_is_scaled_down(&setup.fake);
     assert!(setup.fake.lease().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_while_waiting_for_a_lapsing_lock_stops_at_once_and_changes_nothing() {
+    // A holder that stopped renewing a 60 s lease: the run would watch it for a minute before taking over.
+    let fake = FakeApiServer::new("monitoring", "greenflow").with_lease(
+        "greenflow-experiment",
+        "20261125T100000Z-beef@lab-server",
+        Duration::from_secs(1),
+        60,
+    );
+    let setup = Setup::new(fake, Generation::PerQueue, 0).await;
+    let (tx, interrupts) = Interrupts::manual();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tx.send_replace(1);
+    });
+    let began = std::time::Instant::now();
+    let err = setup
+        .run_with(&request(Workload::For(Duration::from_secs(1))), None, setup.fake.cluster(), interrupts)
+        .await
+        .unwrap_err();
+    assert!(began.elapsed() < Duration::from_secs(10), "Ctrl-C waited for the lock");
+    assert!(matches!(err, RunError::Interrupted { .. }), "{err}");
+    assert!(err.to_string().contains("nothing was changed"), "{err}");
+    assert!(setup.fake.writes().iter().all(|w| w.method != "PATCH"), "{:?}", setup.methods());
+    assert_eq!(setup.fake.lease().unwrap()["spec"]["holderIdentity"], "20261125T100000Z-beef@lab-server");
+    assert!(setup.stored().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_while_the_pod_terminates_stops_the_wait_and_leaves_the_run_for_recover() {
+    let timing = Timing { pod_gone_after: Duration::from_secs(60), ..Timing::default() };
+    let setup =
+        Setup::new(FakeApiServer::new("monitoring", "greenflow").with_timing(timing), Generation::PerQueue, 0).await;
+    let (tx, interrupts) = Interrupts::manual();
+    let fake = setup.fake.clone();
+    // The first Ctrl-C comes once the scale-down patch is in.
+    tokio::spawn(async move {
+        let mut was_up = false;
+        loop {
+            let replicas = fake.prometheus().map(|p| p["spec"]["replicas"].as_i64().unwrap_or(0)).unwrap_or(0);
+            was_up |= replicas == 1;
+            if was_up && replicas == 0 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                tx.send_replace(1);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let began = std::time::Instant::now();
+    let record = setup
+        .run_with(&request(Workload::For(Duration::from_secs(1))), None, setup.fake.cluster(), interrupts)
+        .await
+        .unwrap();
+    assert!(began.elapsed() < Duration::from_secs(30), "Ctrl-C waited for the pod to be gone");
+    assert_eq!(record.status, RunStatus::Complete, "the run itself drained: {record:?}");
+    assert!(record.cluster_left_running, "{record:?}");
+    assert!(said(&setup).contains(&format!("greenflow runs recover {}", record.id)), "{}", said(&setup));
+    assert!(setup.fake.lease().is_some(), "the lock stays held until it lapses or recover releases it");
+    assert_eq!(setup.stored(), vec![record]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -618,4 +713,7 @@ async fn a_proxy_that_cannot_reach_the_sink_is_named_when_no_sample_arrives() {
     assert!(error.contains("likely cause: the Tailscale sidecar's proxy cannot reach the sink"), "{error}");
     assert!(error.contains("127.0.0.1:1055"), "{error}");
     prometheus_is_scaled_down(&setup.fake);
+    // The diagnosis read the pod's logs: the printed Role allows that too.
+    assert!(setup.fake.requests().iter().any(|r| r.path.ends_with("/log")), "the logs were read");
+    setup.assert_rbac_allows_every_request();
 }

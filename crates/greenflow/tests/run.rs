@@ -227,6 +227,22 @@ fn a_command_run_passes_its_exit_status_and_sees_the_run_id() {
 }
 
 #[test]
+fn a_run_whose_final_record_cannot_be_saved_exits_2_and_says_where_its_data_is() {
+    let project = project();
+    let runs = project.data_dir().join("runs");
+    // Mid-run, the runs folder becomes a file: the record written at the start stays, every later save fails (as
+    // root, a folder's mode would not stop the write).
+    let swap = format!("sleep 1; rm -rf '{0}'; touch '{0}'", runs.display());
+    let output = project.run(&["run", "unsaved", "--backend", "local", "--", "sh", "-c", &swap]);
+    let text = describe(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(!text.contains("record: `greenflow runs show"), "{text}");
+    assert!(text.contains("the run record could not be saved"), "{text}");
+    assert!(text.contains("{greenflow_run=\""), "it says where the data is: {text}");
+    assert_no_process_mentions(&local_cluster_dir(&project), Duration::from_secs(5));
+}
+
+#[test]
 fn recover_drains_the_stand_in_that_outlived_a_killed_greenflow() {
     let project = project();
     let mut run: Running = project.start(&["run", "orphan", "--backend", "local"]);

@@ -160,11 +160,12 @@ async fn on_terminal(
     };
     let outcome = step(&mut ctx).await;
     reporter.finish();
-    let record = outcome?;
-    // A run whose record could not be written (a full disk, say) is not a success, whatever it measured.
-    let saved = ctx.store.path(&record.id).is_file();
-    let code = report(&record, saved);
-    Ok(if saved { code } else { code.max(exit::ERROR) })
+    // A run whose final record could not be written (a full disk, say) is not a success, whatever it measured.
+    match outcome {
+        Ok(record) => Ok(report(&record, true)),
+        Err(greenflow_runs::RunError::NotSaved { record, .. }) => Ok(report(&record, false).max(exit::ERROR)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Prints a record's outcome and returns the exit status: the command's when it failed; 1 for a lossy or undrained
