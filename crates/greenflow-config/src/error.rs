@@ -75,6 +75,12 @@ pub enum ConfigError {
     /// No home directory and no XDG variables: nowhere to keep data.
     #[error("cannot find a home directory; set HOME, XDG_DATA_HOME or paths.data_dir")]
     NoHome,
+    /// More than one of the above, all found in one validation pass (each is one line of the message).
+    #[error("{}", several(errors))]
+    Several {
+        /// The problems, in the order of the checks.
+        errors: Vec<ConfigError>,
+    },
     /// Any of the above, found in a given configuration file. The message holds the inner one (it is not a
     /// `source`, so that a chain printed with `{:#}` says it once).
     #[error("{}: {error}", path.display())]
@@ -86,14 +92,23 @@ pub enum ConfigError {
     },
 }
 
+/// One problem per line, after a count.
+fn several(errors: &[ConfigError]) -> String {
+    let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+    format!("{} problems, each to fix:\n{}", errors.len(), lines.join("\n"))
+}
+
 impl ConfigError {
     /// A [`ConfigError::Value`] built from borrowed parts.
     pub fn value(key: &str, value: &str, fix: &str) -> Self {
         Self::Value { key: key.to_owned(), value: value.escape_debug().to_string(), fix: fix.to_owned() }
     }
 
-    /// Attaches the file the error was found in.
+    /// Attaches the file the error was found in (to each of several).
     pub(crate) fn in_file(self, path: &Path) -> Self {
-        Self::InFile { path: path.to_owned(), error: Box::new(self) }
+        match self {
+            Self::Several { errors } => Self::Several { errors: errors.into_iter().map(|e| e.in_file(path)).collect() },
+            other => Self::InFile { path: path.to_owned(), error: Box::new(other) },
+        }
     }
 }

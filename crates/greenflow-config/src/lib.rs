@@ -74,7 +74,7 @@ impl Settings {
             .map(|p| if p.as_os_str().is_empty() { cwd.to_owned() } else { p.to_owned() })
             .unwrap_or_else(|| cwd.to_owned());
         let config = match &config_file {
-            Some(path) => Config::from_file(path)?,
+            Some(path) => Config::parse_file(path)?,
             None => Config::default(),
         };
         let env = Env::load(process_env, &project_dir.join(SECRETS_FILE_NAME))?;
@@ -84,10 +84,23 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Checks what can only be checked once the environment is known: the secrets' bytes and the public address.
+    /// One pass over the file's values and what can only be checked once the environment is known (the secrets'
+    /// bytes, the public address): every problem at once.
     fn validate(&self) -> Result<(), ConfigError> {
-        self.env.check_secrets()?;
-        self.public_address().map(|_| ())
+        let mut problems = model::Problems::default();
+        let in_file = |err: ConfigError| match &self.config_file {
+            Some(path) => err.in_file(path),
+            None => err,
+        };
+        problems.check(self.config.validate().map_err(in_file));
+        problems.check(self.env.check_secrets());
+        // The file's own public_host problem is already counted.
+        if self.config.sink.public_host.as_deref().is_none_or(|h| PublicAddress::parse(h, "sink.public_host").is_ok())
+            || self.env.get("EXPERIMENT_STORAGE_URL").is_some_and(|v| !v.is_empty())
+        {
+            problems.check(self.public_address().map(|_| ()));
+        }
+        problems.finish()
     }
 
     /// The address the cluster uses to reach the sink, if one is configured: `EXPERIMENT_STORAGE_URL` (full

@@ -37,6 +37,20 @@ impl Config {
 
     /// Parses and validates configuration text (see [`Config::from_file`]).
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let config = Self::parse_yaml(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a configuration file without [`Config::validate`], for a caller that validates it together with the
+    /// environment.
+    pub(crate) fn parse_file(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse_yaml(&text).map_err(|err| err.in_file(path))
+    }
+
+    fn parse_yaml(text: &str) -> Result<Self, ConfigError> {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
@@ -47,13 +61,13 @@ impl Config {
         if let Some(key) = unknown.into_iter().next() {
             return Err(suggest::unknown_key(&key));
         }
-        let config = parsed.map_err(|source| ConfigError::Invalid { message: source.to_string() })?;
-        config.validate()?;
-        Ok(config)
+        parsed.map_err(|source| ConfigError::Invalid { message: source.to_string() })
     }
 
-    /// Checks the relations between fields that types alone cannot express.
+    /// Checks the relations between fields that types alone cannot express. Every problem is reported, not just
+    /// the first ([`ConfigError::Several`] when there is more than one).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Problems::default();
         let sink = &self.sink;
         let ports = [
             ("sink.http_port", sink.http_port),
@@ -63,10 +77,9 @@ impl Config {
         ];
         for (i, (key, port)) in ports.iter().enumerate() {
             if *port == 0 {
-                return Err(ConfigError::value(key, "0", "use a port between 1 and 65535"));
-            }
-            if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port) {
-                return Err(ConfigError::value(
+                problems.push(ConfigError::value(key, "0", "use a port between 1 and 65535"));
+            } else if let Some((other, _)) = ports[..i].iter().find(|(_, p)| p == port) {
+                problems.push(ConfigError::value(
                     key,
                     &port.to_string(),
                     &format!("it is already used by {other}; give each sink component its own port"),
@@ -83,41 +96,78 @@ impl Config {
                 continue;
             }
             if let Some((other, _)) = ports.iter().chain(&local_ports[..i]).find(|(_, p)| p == port) {
-                return Err(ConfigError::value(
+                problems.push(ConfigError::value(
                     key,
                     &port.to_string(),
                     &format!("it is already used by {other}; choose another port, or 0 for a free one"),
                 ));
             }
         }
-        sink.retention.validate()?;
-        validate_plain_text("sink.username", &sink.username)?;
-        if sink.username.contains(':') {
-            return Err(ConfigError::value(
-                "sink.username",
-                &sink.username,
-                "HTTP basic auth user names cannot contain ':'; choose a name without it",
-            ));
-        }
-        validate_plain_text("sink.grafana.admin_user", &sink.grafana.admin_user)?;
+        problems.check(sink.retention.validate());
+        problems.check(validate_plain_text("sink.username", &sink.username).and_then(|()| {
+            if sink.username.contains(':') {
+                return Err(ConfigError::value(
+                    "sink.username",
+                    &sink.username,
+                    "HTTP basic auth user names cannot contain ':'; choose a name without it",
+                ));
+            }
+            Ok(())
+        }));
+        problems.check(validate_plain_text("sink.grafana.admin_user", &sink.grafana.admin_user));
         if let Some(host) = &sink.public_host {
-            PublicAddress::parse(host, "sink.public_host")?;
+            problems.check(PublicAddress::parse(host, "sink.public_host").map(|_| ()));
         }
-        validate_extra_args(&sink.victoria_metrics.extra_args)?;
-        check_duration(
+        problems.check(validate_extra_args(&sink.victoria_metrics.extra_args));
+        problems.check(check_duration(
             "sink.victoria_metrics.search_latency_offset",
             sink.victoria_metrics.search_latency_offset,
             Duration::ZERO,
             "e.g. 2s",
-        )?;
-        check_duration("local.scrape_interval", self.local.scrape_interval, Duration::from_secs(1), "e.g. 5s")?;
+        ));
+        problems.check(check_duration(
+            "local.scrape_interval",
+            self.local.scrape_interval,
+            Duration::from_secs(1),
+            "e.g. 5s",
+        ));
         if let Some(proxy) = &self.local.proxy_url {
-            validate_proxy_url("local.proxy_url", proxy)?;
+            problems.check(validate_proxy_url("local.proxy_url", proxy));
         }
-        self.cluster.validate()?;
-        self.run.validate()?;
-        self.remote_write.validate()?;
-        Ok(())
+        problems.check(self.cluster.validate());
+        problems.check(self.run.validate());
+        problems.check(self.remote_write.validate());
+        problems.finish()
+    }
+}
+
+/// Collects the problems of one validation pass, so that all are reported at once.
+#[derive(Debug, Default)]
+pub(crate) struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    /// Adds a problem ([`ConfigError::Several`] adds each of its own).
+    pub(crate) fn push(&mut self, error: ConfigError) {
+        match error {
+            ConfigError::Several { errors } => self.0.extend(errors),
+            other => self.0.push(other),
+        }
+    }
+
+    /// Adds the problem of a failed check.
+    pub(crate) fn check(&mut self, result: Result<(), ConfigError>) {
+        if let Err(error) = result {
+            self.push(error);
+        }
+    }
+
+    /// Nothing, the one problem, or [`ConfigError::Several`].
+    pub(crate) fn finish(mut self) -> Result<(), ConfigError> {
+        match self.0.len() {
+            0 => Ok(()),
+            1 => Err(self.0.remove(0)),
+            _ => Err(ConfigError::Several { errors: self.0 }),
+        }
     }
 }
 

@@ -199,6 +199,12 @@ pub enum SinkError {
         /// What was wrong.
         detail: String,
     },
+    /// More than one problem found by one preflight pass; each is one line of the message, causes included.
+    #[error("{}", several(errors))]
+    Several {
+        /// The problems, in the order of the checks.
+        errors: Vec<SinkError>,
+    },
     /// The sink did not become healthy in time.
     #[error("the sink did not become healthy within {seconds}s: {detail}; see the logs in `{}`", logs.display())]
     NotHealthy {
@@ -220,7 +226,33 @@ fn hint(status: u16) -> &'static str {
     }
 }
 
+/// One problem per line (with its causes), after a count.
+fn several(errors: &[SinkError]) -> String {
+    let lines: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            let mut line = format!("  {e}");
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                line.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            line
+        })
+        .collect();
+    format!("{} problems, each to fix:\n{}", errors.len(), lines.join("\n"))
+}
+
 impl SinkError {
+    /// Nothing, the one problem, or [`SinkError::Several`].
+    pub(crate) fn all(mut problems: Vec<SinkError>) -> Result<(), SinkError> {
+        match problems.len() {
+            0 => Ok(()),
+            1 => Err(problems.remove(0)),
+            _ => Err(Self::Several { errors: problems }),
+        }
+    }
+
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io { action, path, source }

@@ -439,36 +439,58 @@ pub struct GrafanaInstall {
 }
 
 /// The checks that need no writing: the binaries exist in supported releases, VictoriaMetrics can read its data
-/// directory, and the ports are free.
+/// directory, and the ports are free. Every problem is reported, not just the first ([`SinkError::Several`]).
 pub fn preflight(settings: &Settings) -> Result<Preflight, SinkError> {
     let sink = &settings.config.sink;
-    let vm_binary = Program::VictoriaMetrics.locate(sink.victoria_metrics.binary.as_deref(), &settings.env)?;
-    let vm_release = versions::detect_supported(Program::VictoriaMetrics, &vm_binary)?;
-    vm_data::check_data_writer(&settings.paths.victoria_metrics_data(), &vm_binary, &vm_release)?;
-    let caddy_binary = Program::Caddy.locate(sink.caddy.binary.as_deref(), &settings.env)?;
-    let caddy_release = versions::detect_supported(Program::Caddy, &caddy_binary)?;
-    let grafana = locate_grafana(settings)?;
-    let public_bind = match settings.public_address()? {
+    let mut problems = Vec::new();
+    let vm =
+        Program::VictoriaMetrics.locate(sink.victoria_metrics.binary.as_deref(), &settings.env).and_then(|binary| {
+            let release = versions::detect_supported(Program::VictoriaMetrics, &binary)?;
+            vm_data::check_data_writer(&settings.paths.victoria_metrics_data(), &binary, &release)?;
+            Ok((binary, release))
+        });
+    let caddy = Program::Caddy.locate(sink.caddy.binary.as_deref(), &settings.env).and_then(|binary| {
+        let release = versions::detect_supported(Program::Caddy, &binary)?;
+        Ok((binary, release))
+    });
+    let grafana = locate_grafana(settings);
+    let public_bind = settings.public_address().map_err(SinkError::from).and_then(|public| match public {
         Some(public) if public.is_tailnet() => {
-            tailnet_addresses(&public.host, settings.env.get("PATH").unwrap_or_default())?
+            tailnet_addresses(&public.host, settings.env.get("PATH").unwrap_or_default())
         }
-        _ => Vec::new(),
-    };
-    for (port, key) in ports(settings, grafana.is_ok()) {
-        check_port_free(port, key)?;
+        _ => Ok(Vec::new()),
+    });
+    let grafana_runs = matches!(grafana, Ok(Ok(_)));
+    for (port, key) in ports(settings, grafana_runs) {
+        problems.extend(check_port_free(port, key).err());
     }
-    check_writable_dir(&settings.paths.data_dir, "paths.data_dir")?;
-    check_writable_dir(&settings.paths.state_dir, "paths.state_dir")?;
+    problems.extend(check_writable_dir(&settings.paths.data_dir, "paths.data_dir").err());
+    problems.extend(check_writable_dir(&settings.paths.state_dir, "paths.state_dir").err());
+    let (vm, caddy, grafana, public_bind) = match (vm, caddy, grafana, public_bind) {
+        (Ok(vm), Ok(caddy), Ok(grafana), Ok(public_bind)) => (vm, caddy, grafana, public_bind),
+        (vm, caddy, grafana, public_bind) => {
+            // In the order of the checks: the programs first. At least one of the four failed.
+            let mut all: Vec<SinkError> =
+                [vm.err(), caddy.err(), grafana.err(), public_bind.err()].into_iter().flatten().collect();
+            all.append(&mut problems);
+            return Err(if all.len() == 1 { all.remove(0) } else { SinkError::Several { errors: all } });
+        }
+    };
     // The Caddyfile is rendered once here with stand-in hashes, so that what it cannot carry (a user name) is refused
     // before anything is written or started.
     let stand_in = "$2b$10$abcdefghijklmnopqrstuuJ0DHbwjfF3hOZ0FbV9hqfPZyS8pX.R2".to_owned();
-    caddyfile(
-        settings,
-        PasswordHashes { owner: stand_in.clone(), writer: stand_in.clone(), reader: stand_in },
-        versions::caddy_auth_directive(&caddy_release),
-        grafana.is_ok(),
-        &public_bind,
-    )?;
+    problems.extend(
+        caddyfile(
+            settings,
+            PasswordHashes { owner: stand_in.clone(), writer: stand_in.clone(), reader: stand_in },
+            versions::caddy_auth_directive(&caddy.1),
+            grafana.is_ok(),
+            &public_bind,
+        )
+        .err(),
+    );
+    SinkError::all(problems)?;
+    let ((vm_binary, vm_release), (caddy_binary, caddy_release)) = (vm, caddy);
     Ok(Preflight { vm_binary, vm_release, caddy_binary, caddy_release, grafana, public_bind })
 }
 

@@ -81,10 +81,19 @@ fn is_closed_stdout_panic(message: &str) -> bool {
 
 /// The whole error chain on one line, each message once: a cause whose text its parent already holds (the
 /// `#[error("...: {0}")]` pattern) is not repeated, and control characters (a newline in a name) are escaped.
+/// When a validation pass found several problems, each follows on a line of its own (see [`several`]).
 fn error_message(err: &anyhow::Error) -> String {
     let mut message = String::new();
+    let mut problems = Vec::new();
     for cause in err.chain() {
-        let text = cause.to_string();
+        let text = match several(cause) {
+            Some(found) => {
+                let header = format!("{} problems, each to fix:", found.len());
+                problems = found;
+                header
+            }
+            None => cause.to_string(),
+        };
         if text.is_empty() || message.contains(&text) {
             continue;
         }
@@ -92,8 +101,49 @@ fn error_message(err: &anyhow::Error) -> String {
             message.push_str(": ");
         }
         message.push_str(&text);
+        if !problems.is_empty() {
+            break;
+        }
     }
-    one_line(&message)
+    std::iter::once(one_line(&message)).chain(problems.iter().map(|p| format!("  {p}"))).collect::<Vec<_>>().join("\n")
+}
+
+/// The problems of a validation pass that found more than one (`ConfigError::Several`, `SinkError::Several`, also
+/// inside the errors that wrap them transparently), each as one line with its causes.
+fn several(cause: &(dyn std::error::Error + 'static)) -> Option<Vec<String>> {
+    use greenflow_config::ConfigError;
+    use greenflow_sink::SinkError;
+    fn lines<E: std::error::Error + 'static>(errors: &[E]) -> Vec<String> {
+        errors
+            .iter()
+            .map(|e| {
+                let mut message = String::new();
+                for cause in std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| e.source()) {
+                    let text = cause.to_string();
+                    if !text.is_empty() && !message.contains(&text) {
+                        if !message.is_empty() {
+                            message.push_str(": ");
+                        }
+                        message.push_str(&text);
+                    }
+                }
+                one_line(&message)
+            })
+            .collect()
+    }
+    let sink = match cause.downcast_ref::<greenflow_runs::RunError>() {
+        Some(greenflow_runs::RunError::Sink(inner)) => Some(inner),
+        _ => cause.downcast_ref::<SinkError>(),
+    };
+    let config = match sink {
+        Some(SinkError::Several { errors }) => return Some(lines(errors)),
+        Some(SinkError::Config(inner)) => Some(inner),
+        _ => cause.downcast_ref::<ConfigError>(),
+    };
+    match config {
+        Some(ConfigError::Several { errors }) => Some(lines(errors)),
+        _ => None,
+    }
 }
 
 /// `text` with its control characters escaped (`\n`, `\t`, `\u{1b}`), so that it prints as one line.
@@ -183,6 +233,19 @@ mod tests {
         assert_eq!(error_message(&err), "what failed: cause");
         let err = anyhow::anyhow!("run name `a\nb` is not valid");
         assert_eq!(error_message(&err), "run name `a\\nb` is not valid");
+    }
+
+    #[test]
+    fn several_problems_print_one_per_line_after_their_context() {
+        use greenflow_config::ConfigError;
+        let several = ConfigError::Several {
+            errors: vec![ConfigError::value("a", "x\ny", "fix a"), ConfigError::value("b", "1", "fix b")],
+        };
+        let err = anyhow::Error::new(greenflow_sink::SinkError::from(several)).context("cannot start");
+        assert_eq!(
+            error_message(&err),
+            "cannot start: 2 problems, each to fix:\n  a: `x\\ny` is not valid: fix a\n  b: `1` is not valid: fix b"
+        );
     }
 
     #[test]

@@ -48,6 +48,11 @@ const fn with_programs(row: Row) -> Row {
     Row { programs: true, ..row }
 }
 
+/// The same row expecting `lines` lines: a count, then one line per problem of one validation pass.
+const fn in_lines(row: Row, lines: usize) -> Row {
+    Row { lines, ..row }
+}
+
 /// The same row with a `.secrets.env`.
 const fn with_secrets_file(row: Row, text: &'static str) -> Row {
     Row { secrets_file: Some(text), ..row }
@@ -62,6 +67,34 @@ const URL: &[&str] = &["sink", "url"];
 const NO_ENV: &[(&str, &str)] = &[];
 
 const ROWS: &[Row] = &[
+    // 0. One pass finds every problem: the file's, the environment's, the programs'.
+    in_lines(
+        row(
+            SHOW,
+            "sink:\n  http_port: 0\n  username: 'a:b'\nrun:\n  drain_timeout: 0s\n",
+            &[("GREENFLOW_SINK_PASSWORD", " hunter2-secret")],
+            &["4 problems", "sink.http_port", "sink.username", "run.drain_timeout", "GREENFLOW_SINK_PASSWORD"],
+        ),
+        5,
+    ),
+    in_lines(
+        row(
+            VALUES,
+            "sink:\n  victoria_metrics:\n    port: 18428\n  grafana:\n    port: 18428\nremote_write:\n  max_shards: 0\n",
+            NO_ENV,
+            &["2 problems", "sink.grafana.port", "remote_write.max_shards"],
+        ),
+        3,
+    ),
+    in_lines(
+        with_programs(row(
+            SINK_UP,
+            "sink:\n  victoria_metrics:\n    binary: /nonexistent/victoria-metrics\n  caddy:\n    binary: /etc/passwd\n",
+            NO_ENV,
+            &["2 problems", "sink.victoria_metrics.binary", "sink.caddy.binary"],
+        )),
+        3,
+    ),
     // 1. Secrets are checked for the bytes that will be used.
     row(
         SINK_UP,
@@ -536,6 +569,10 @@ fn check(row: &Row) -> Result<(), String> {
     if snapshot(project.path()) != before {
         problems.push("files in the project changed".into());
     }
+    let left = common::pids_mentioning(&project.path().display().to_string());
+    if !left.is_empty() {
+        problems.push(format!("processes left running: {left:?}"));
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -575,6 +612,14 @@ fn a_closed_stdout_ends_the_command_quietly_with_status_0() {
         &["sink", "url"],
         &["sink", "url", "--json"],
     ] {
+        let output = with_closed_stdout(&project, args);
+        assert_eq!(output.status.code(), Some(0), "greenflow {args:?}:\n{}", describe(&output));
+        assert!(output.stderr.is_empty(), "greenflow {args:?}:\n{}", describe(&output));
+    }
+    // `sink status` of a healthy sink (its status is 0 whoever reads it).
+    let project = Project::new();
+    project.sink_up();
+    for args in [&["sink", "status"][..], &["sink", "status", "--json"], &["runs", "list"]] {
         let output = with_closed_stdout(&project, args);
         assert_eq!(output.status.code(), Some(0), "greenflow {args:?}:\n{}", describe(&output));
         assert!(output.stderr.is_empty(), "greenflow {args:?}:\n{}", describe(&output));
