@@ -23,12 +23,17 @@ in
       fi
     }
     # read_secret WHAT FILE: FILE's secret, trailing newlines dropped, in $secret. An empty one, or one with a control
-    # character (a second line), is refused: Caddy would hash its first line only, the CLI would read it whole.
+    # character (a second line), is refused: Caddy would hash its first line only, the CLI would read it whole. So is
+    # one with leading or trailing blanks: the CLI trims them (crates/greenflow-sink/src/files.rs), Caddy would not.
     read_secret() {
       secret="$(${bin}/cat "$2")"
       case "$secret" in
         "" | *[[:cntrl:]]*)
           echo "greenflow sink: the $1 in $2 is empty or holds a control character (a second line?); write it on one line" >&2
+          exit 1
+          ;;
+        [[:space:]]* | *[[:space:]])
+          echo "greenflow sink: the $1 in $2 has leading or trailing blanks; remove them" >&2
           exit 1
           ;;
       esac

@@ -57,12 +57,8 @@ impl Helm {
     pub fn run(&self, args: &[String]) -> Result<String, ClusterError> {
         let command = self.command_line(args);
         tracing::debug!(%command, "running helm");
-        let mut expression = duct::cmd(&self.path, args);
-        // helm needs the kubeconfig, never the sink's or Tailscale's secrets.
-        for name in greenflow_config::SecretVar::ALL.iter().flat_map(|var| var.names()) {
-            expression = expression.env_remove(name);
-        }
-        let output = expression
+        let output = duct::cmd(&self.path, args)
+            .full_env(helm_env(std::env::vars_os()))
             .stdout_capture()
             .stderr_capture()
             .unchecked()
@@ -493,4 +489,68 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ClusterError::Io { action: "run helm".into(), source: std::io::Error::other(e) })?
+}
+
+/// The variables helm is given, of greenflow's environment `vars`: the basics, helm's and Kubernetes' own
+/// (`HELM_*`, `KUBECONFIG`), the proxies and CA files, and those a kubeconfig's credential plugin reads (`AWS_*`,
+/// `AZURE_*`, `GOOGLE_*`, `CLOUDSDK_*`). Nothing else: the sink's password and Tailscale's key never reach it.
+pub fn helm_env(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    const NAMES: &[&str] = &[
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "TMPDIR",
+        "KUBECONFIG",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    ];
+    const PREFIXES: &[&str] = &["HELM_", "XDG_", "KUBE", "AWS_", "AZURE_", "GOOGLE_", "CLOUDSDK_"];
+    let secrets: Vec<&str> =
+        greenflow_config::SecretVar::ALL.iter().flat_map(|var| var.names().iter().copied()).collect();
+    vars.into_iter()
+        .filter(|(name, _)| {
+            let name = name.to_string_lossy();
+            !secrets.contains(&name.as_ref())
+                && (NAMES.contains(&name.as_ref()) || PREFIXES.iter().any(|p| name.starts_with(p)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::helm_env;
+
+    #[test]
+    fn helm_gets_its_own_and_the_kubeconfig_s_variables_and_no_secret() {
+        let vars = [
+            "PATH",
+            "KUBECONFIG",
+            "HELM_CACHE_HOME",
+            "https_proxy",
+            "AWS_PROFILE",
+            "XDG_CONFIG_HOME",
+            "GREENFLOW_SINK_PASSWORD",
+            "TS_AUTHKEY",
+            "TAILSCALE_AUTH_KEY",
+            "GRAFANA_ADMIN_PASSWORD",
+            "GITHUB_TOKEN",
+            "EXPERIMENT_STORAGE_URL",
+        ]
+        .map(|name| (name.into(), "x".into()));
+        let kept: Vec<String> =
+            helm_env(vars).into_iter().map(|(name, _)| name.to_string_lossy().into_owned()).collect();
+        assert_eq!(kept, ["PATH", "KUBECONFIG", "HELM_CACHE_HOME", "https_proxy", "AWS_PROFILE", "XDG_CONFIG_HOME"]);
+    }
 }

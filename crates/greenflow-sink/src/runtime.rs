@@ -259,7 +259,7 @@ impl RunningSink {
             if let Some((name, failure)) = self.supervisor.startup_failure() {
                 return Err(SinkError::StartupFailed { name, failure });
             }
-            let health = check_health(&self.state(), &self.prepared.username, &self.prepared.password).await;
+            let health = check_health(&self.state(), &self.prepared.username, Some(&self.prepared.password)).await;
             if health.is_ok() {
                 self.supervisor.mark_started();
                 return Ok(());
@@ -390,7 +390,7 @@ impl Health {
 
 /// Each component's health: VictoriaMetrics' `/health`, the whole authenticated path through Caddy, Grafana's
 /// `/api/health`. A component without a process is not asked.
-pub async fn check_health(state: &SinkState, username: &str, password: &Secret) -> Health {
+pub async fn check_health(state: &SinkState, username: &str, password: Option<&Secret>) -> Health {
     let mut results = Vec::new();
     for component in &state.components {
         let result = if component.pid.is_none() {
@@ -400,15 +400,15 @@ pub async fn check_health(state: &SinkState, username: &str, password: &Secret) 
                 detail: "not running".into(),
             })
         } else {
-            probe_component(component.name, &component.listen, &state.urls, username, Some(password)).await
+            probe_component(component.name, &component.listen, &state.urls, username, password).await
         };
         results.push((component.name, result));
     }
     Health(results)
 }
 
-/// One component's health check, whoever runs it. Caddy's is the authenticated path to VictoriaMetrics, so it
-/// needs the password; without one it is reported as not checked.
+/// One component's health check, whoever runs it. Caddy's is the authenticated path to VictoriaMetrics; without the
+/// password (another shell, say) it is that Caddy answers the path and asks for credentials (401).
 pub async fn probe_component(
     name: ComponentName,
     listen: &str,
@@ -437,11 +437,15 @@ pub async fn probe_component(
             Some(password) => {
                 SinkClient::new(urls.query_url.clone(), Some((username.to_owned(), password.clone()))).health().await
             }
-            None => Err(SinkError::Answer {
-                what: "caddy".into(),
-                url: urls.query_url.clone(),
-                detail: "not checked: no sink password here (set GREENFLOW_SINK_PASSWORD to the sink's)".into(),
-            }),
+            None => match SinkClient::new(urls.query_url.clone(), None).health().await {
+                Err(SinkError::Status { status: 401, .. }) => Ok(()),
+                Ok(()) => Err(SinkError::Answer {
+                    what: "caddy".into(),
+                    url: urls.query_url.clone(),
+                    detail: "answered without credentials: its basic auth is not in place".into(),
+                }),
+                Err(other) => Err(other),
+            },
         },
         ComponentName::Grafana => SinkClient::new(format!("http://{listen}/api"), None).health().await,
     }

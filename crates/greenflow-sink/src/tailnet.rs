@@ -53,7 +53,9 @@ fn run_status(tailscale: &Path) -> Result<String, String> {
 /// Runs `tailscale` with `args` (bounded by [`STATUS_TIMEOUT`]); its stdout, or its exit status and first line of
 /// stderr.
 fn run_tailscale(tailscale: &Path, args: &[&str]) -> Result<String, String> {
-    let expression = duct::cmd(tailscale, args).stdout_capture().stderr_capture().unchecked();
+    // A cleared environment plus the basics: TS_AUTHKEY and the sink's secrets are not the CLI's to see.
+    let env = crate::supervisor::INHERITED_ENV.iter().filter_map(|name| std::env::var_os(name).map(|v| (*name, v)));
+    let expression = duct::cmd(tailscale, args).full_env(env).stdout_capture().stderr_capture().unchecked();
     let handle = expression.start().map_err(|e| e.to_string())?;
     let deadline = std::time::Instant::now() + STATUS_TIMEOUT;
     loop {

@@ -367,6 +367,30 @@ fn the_environment_password_wins() {
 }
 
 #[test]
+fn status_and_url_without_the_password_variable_create_no_secret_and_keep_the_sink_healthy() {
+    let project = Project::new().env("GREENFLOW_SINK_PASSWORD", "correct horse battery staple");
+    project.sink_up();
+    let secrets = project.data_dir().join("secrets");
+    let before: Vec<_> = std::fs::read_dir(&secrets).unwrap().map(|e| e.unwrap().file_name()).collect();
+    // Another shell, without the variable.
+    let look = |args: &[&str]| project.cmd(args).env_remove("GREENFLOW_SINK_PASSWORD").output().unwrap();
+    let status = look(&["sink", "status"]);
+    let url = look(&["sink", "url"]);
+    let shown = look(&["sink", "url", "--show-password"]);
+    let after: Vec<_> = std::fs::read_dir(&secrets).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after, "no secret was created");
+    assert!(!secrets.join("sink-password").exists());
+    assert_eq!(status.status.code(), Some(0), "the sink is healthy: {}", describe(&status));
+    assert!(url.status.success(), "{}", describe(&url));
+    // The password it cannot know is not made up: it says where it comes from instead.
+    let text = describe(&shown);
+    assert!(!text.contains("correct horse"), "{text}");
+    assert!(text.contains("GREENFLOW_SINK_PASSWORD"), "{text}");
+    // With the variable, the same commands see the same healthy sink.
+    assert_eq!(project.run(&["sink", "status"]).status.code(), Some(0));
+}
+
+#[test]
 fn a_read_only_victoria_metrics_is_unhealthy_and_names_the_disk() {
     // VictoriaMetrics turns read-only (and refuses every write with 503) when its disk's free space falls below
     // -storage.minFreeDiskSpaceBytes: a limit above any disk makes that happen at once.

@@ -148,7 +148,7 @@ async fn detach(settings: &Settings, args: &SinkUpArgs, config_flag: Option<&Pat
         }
         if let Some(state) = read_state(settings) {
             let password = sink_password(settings)?;
-            let health = check_health(&state, &settings.config.sink.username, &password).await;
+            let health = check_health(&state, &settings.config.sink.username, Some(&password)).await;
             // Up once the background supervisor itself saw every component healthy (and so restarts a crash).
             if health.is_ok() && state.ready {
                 break Ok(state);
