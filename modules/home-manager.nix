@@ -33,6 +33,7 @@ let
     ++ optional (cfg.writerPasswordFile != null) cfg.writerPasswordFile;
   # Caddy's admin socket, `<paths.state_dir>/sink/caddy-admin/admin.sock`, in a directory only this user may enter.
   caddyAdminDir = gflib.caddyAdminSocketDir stateDir;
+  publicSite = gflib.publicSite cfg.publicHost;
   adminPasswordFile =
     if cfg.grafana.adminPasswordFile != null then
       cfg.grafana.adminPasswordFile
@@ -128,7 +129,10 @@ in
 
     warnings =
       optional (cfg.caddy.adminPort != null)
-        "services.greenflow.sink.caddy.adminPort is ignored and will be removed: Caddy's admin API is a unix socket in ${caddyAdminDir}, which only this user may enter.";
+        "services.greenflow.sink.caddy.adminPort is ignored and will be removed: Caddy's admin API is a unix socket in ${caddyAdminDir}, which only this user may enter."
+      ++
+        optional (publicSite != null && publicSite.tailnet && cfg.publicBind == [ ])
+          "services.greenflow.sink.publicHost is a tailnet name but publicBind is empty: Caddy's public site listens on every interface, and home-manager has no firewall to keep it to the tailnet; set publicBind to this machine's tailnet addresses (`tailscale ip`).";
 
     home.packages = [ cfg.package ];
     # The settings the units run with (the greenflow.yaml the renderer read): ports, user name, public host and the

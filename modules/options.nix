@@ -50,6 +50,21 @@ in
     '';
   };
 
+  publicBind = mkOption {
+    type = types.listOf types.str;
+    default = [ ];
+    example = [
+      "100.101.102.103"
+      "fd7a:115c:a1e0::1"
+    ];
+    description = ''
+      The addresses Caddy's public site listens on (`greenflow sink render --bind`), e.g. this machine's tailnet
+      addresses as `tailscale ip` prints them (they stay the same while the machine is in the tailnet). Empty: every
+      interface, which the NixOS module's firewall keeps to the Tailscale interface; the home-manager module has no
+      firewall to do that and warns.
+    '';
+  };
+
   retention = mkOption {
     type = types.str;
     default = "100y";

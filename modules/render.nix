@@ -57,7 +57,10 @@ pkgs.runCommand "greenflow-sink-config"
     greenflow --config ${renderConfigFile} sink render --out "$out" \
       --grafana-admin-password-file ${grafanaAdminPasswordFile} \
       --grafana-secret-key-file ${grafanaSecretKeyFile} \
-      --grafana-datasource-password-file ${grafanaDatasourcePasswordFile}
+      --grafana-datasource-password-file ${grafanaDatasourcePasswordFile} \
+      ${pkgs.lib.concatMapStringsSep " " (
+        address: "--bind ${pkgs.lib.escapeShellArg address}"
+      ) cfg.publicBind}
     cat ${extraCaddyConfig} >> "$out/caddy/Caddyfile"
     # The same Caddy checks the whole file, the extra configuration included, with example hashes for the owner's,
     # the writer's and the reader's placeholders (the services compute the real ones at start).

@@ -117,6 +117,16 @@ let
     (expect (lib.any (lib.hasInfix "adminPort")
       (configuration { caddy.adminPort = 2019; }).config.warnings
     ) "caddy.adminPort, set, is said to be ignored")
+    (expect (lib.any (lib.hasInfix "publicBind")
+      (configuration { publicHost = "laptop.tail1234.ts.net"; }).config.warnings
+    ) "a tailnet site on every interface is warned about")
+    (expect (
+      !lib.any (lib.hasInfix "publicBind")
+        (configuration {
+          publicHost = "laptop.tail1234.ts.net";
+          publicBind = [ "100.101.102.103" ];
+        }).config.warnings
+    ) "a tailnet site bound to its address is not")
   ];
 in
 pkgs.runCommand "greenflow-home-manager-eval" { nativeBuildInputs = [ pkgs.jq ]; } ''

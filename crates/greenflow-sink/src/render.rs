@@ -59,7 +59,15 @@ pub struct RenderedConfig {
 /// Renders the Caddyfile and Grafana's files under `out` (made absolute), with the same functions `sink up` uses.
 /// Writes no secret; starts nothing. Grafana's files are written when `sink.grafana.enabled`, whether or not a
 /// Grafana binary is installed here.
-pub fn render_config(settings: &Settings, out: &Path, secrets: &RenderSecrets) -> Result<RenderedConfig, SinkError> {
+///
+/// `public_bind` is what the public site listens on (the tailnet addresses, which are not known to the renderer);
+/// empty: every interface, for a service manager whose firewall keeps the port to the tailnet.
+pub fn render_config(
+    settings: &Settings,
+    out: &Path,
+    secrets: &RenderSecrets,
+    public_bind: &[std::net::IpAddr],
+) -> Result<RenderedConfig, SinkError> {
     ensure_dir(out)?;
     let out = std::fs::canonicalize(out).map_err(|source| SinkError::Io {
         action: "resolve",
@@ -78,9 +86,10 @@ pub fn render_config(settings: &Settings, out: &Path, secrets: &RenderSecrets) -
         writer: WRITER_HASH_SENTINEL.to_owned(),
         reader: READER_HASH_SENTINEL.to_owned(),
     };
-    // A service manager's sink binds what its own firewall allows (the NixOS module opens the port on the Tailscale
-    // interface only); the tailnet addresses are not known when the files are rendered.
-    let mut rendered = caddyfile(settings, hashes, versions::caddy_auth_directive(&caddy_release), with_grafana, &[])?;
+    // Without addresses, a service manager's sink binds what its own firewall allows (the NixOS module opens the
+    // port on the Tailscale interface only).
+    let mut rendered =
+        caddyfile(settings, hashes, versions::caddy_auth_directive(&caddy_release), with_grafana, public_bind)?;
     // The owner's hash stands in the write, read and owner's routes, the writer's in the write route only, the
     // reader's in the read route only.
     // The Funnel site takes the writer alone, once more.

@@ -469,6 +469,11 @@ pub struct SinkRenderArgs {
     /// The file Grafana reads its `secret_key` from (default: `<data>/secrets/grafana-secret-key`).
     #[arg(long, value_name = "FILE")]
     pub grafana_secret_key_file: Option<PathBuf>,
+
+    /// An address the public site listens on, e.g. this machine's tailnet address (`tailscale ip -4`); repeat for
+    /// more. Without one, the site listens on every interface and a firewall must keep it to the tailnet.
+    #[arg(long = "bind", value_name = "ADDRESS")]
+    pub bind: Vec<std::net::IpAddr>,
 }
 
 /// `greenflow sink up`.

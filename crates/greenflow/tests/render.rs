@@ -146,6 +146,42 @@ fn rendered_files_hold_no_secret_and_name_the_public_site() {
     assert!(json.to_string().contains("laptop.tail1234.ts.net"), "{json}");
 }
 
+#[test]
+fn rendered_public_site_listens_on_the_given_tailnet_address_only() {
+    let project = project_with_grafana("  public_host: laptop.tail1234.ts.net\n");
+    let out = project.path().join("rendered");
+    let render = |bind: &[&str]| {
+        let mut args = vec!["sink", "render", "--out", out.to_str().unwrap()];
+        args.extend(bind.iter().flat_map(|b| ["--bind", b]));
+        project.ok(&args);
+        let example = "$2b$10$abcdefghijklmnopqrstuuJ0DHbwjfF3hOZ0FbV9hqfPZyS8pX.R2".to_owned();
+        caddy_adapt(
+            &out.join("caddy/Caddyfile"),
+            &Hashes { owner: example.clone(), writer: example.clone(), reader: example },
+        )
+    };
+    // Caddy's own reading of the file: every server's listen addresses.
+    let listens = |json: &Value| -> Vec<String> {
+        let servers = json["apps"]["http"]["servers"].as_object().unwrap();
+        let mut all: Vec<String> = servers
+            .values()
+            .flat_map(|server| server["listen"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_owned()))
+            .collect();
+        all.sort();
+        all
+    };
+    let bound = listens(&render(&["100.101.102.103", "fd7a:115c:a1e0::1"]));
+    assert!(bound.iter().any(|l| l.starts_with("100.101.102.103:")), "{bound:?}");
+    assert!(bound.iter().any(|l| l.contains("fd7a:115c:a1e0::1")), "{bound:?}");
+    assert!(bound.iter().all(|l| !l.starts_with(':')), "no site listens on every interface: {bound:?}");
+    // Without --bind, the public site listens on every interface (the firewall's to restrict).
+    let open = listens(&render(&[]));
+    assert!(open.iter().any(|l| l.starts_with(':')), "{open:?}");
+    let bad = project.run(&["sink", "render", "--out", out.to_str().unwrap(), "--bind", "laptop"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--bind"), "{}", describe(&bad));
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {

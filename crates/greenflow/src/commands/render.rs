@@ -15,7 +15,7 @@ pub fn run(settings: &Settings, args: &SinkRenderArgs) -> anyhow::Result<u8> {
         grafana_secret_key_file: args.grafana_secret_key_file.clone(),
         grafana_datasource_password_file: args.grafana_datasource_password_file.clone(),
     };
-    let rendered = render_config(settings, &args.out, &secrets)
+    let rendered = render_config(settings, &args.out, &secrets, &args.bind)
         .with_context(|| format!("cannot render the sink's configuration into `{}`", args.out.display()))?;
     println!("{}", rendered.caddyfile.display());
     for path in [&rendered.grafana_ini, &rendered.grafana_datasources, &rendered.grafana_dashboard_providers]
