@@ -128,6 +128,18 @@ pub enum ClusterError {
         /// `cluster.helm_binary`, when set.
         configured: Option<PathBuf>,
     },
+    /// A helm whose major version greenflow does not drive.
+    #[error(
+        "helm {found} (`{}`) is not supported: greenflow drives Helm 3 and Helm 4; install one of them or point \
+         cluster.helm_binary at it",
+        path.display()
+    )]
+    HelmVersion {
+        /// What `helm version` said.
+        found: String,
+        /// The binary.
+        path: PathBuf,
+    },
     /// A helm command failed.
     #[error("`{command}` failed: {stderr}")]
     Helm {

@@ -53,6 +53,17 @@ impl Helm {
         Ok(output.trim().to_owned())
     }
 
+    /// [`Helm::version`], refused ([`ClusterError::HelmVersion`]) unless it is Helm 3 or 4: the flags and the
+    /// upgrade semantics greenflow relies on are those two majors'.
+    pub fn supported_version(&self) -> Result<String, ClusterError> {
+        let version = self.version()?;
+        let major = version.trim_start_matches('v').split('.').next().and_then(|m| m.parse::<u32>().ok());
+        match major {
+            Some(3 | 4) => Ok(version),
+            _ => Err(ClusterError::HelmVersion { found: version, path: self.path.clone() }),
+        }
+    }
+
     /// Runs helm with `args`; its stdout on success, [`ClusterError::Helm`] with its stderr on failure.
     pub fn run(&self, args: &[String]) -> Result<String, ClusterError> {
         let command = self.command_line(args);
@@ -296,12 +307,28 @@ impl KubeCluster {
     ) -> Result<InstallReport, ClusterError> {
         plan.check_auth_key(auth_key)?;
         let helm = plan.helm.clone();
-        let helm_version = blocking(move || helm.version()).await?;
+        let helm_version = blocking(move || helm.supported_version()).await?;
         let kubernetes_version = self.kubernetes_version().await?;
         // An upgrade during a run would fight it: the chart's `replicas: 0` against the run's patch (a conflict with
-        // Helm 4's server-side apply, a scale-down mid-run with Helm 3's three-way merge).
-        self.refuse_while_locked().await?;
+        // Helm 4's server-side apply, a scale-down mid-run with Helm 3's three-way merge). The namespace must exist
+        // for the Lease; creating it changes nothing a run uses.
         let namespace = self.ensure_namespace().await?;
+        self.holding_the_lock(
+            "cluster-install",
+            self.install_locked(plan, password, auth_key, namespace, helm_version, kubernetes_version),
+        )
+        .await
+    }
+
+    async fn install_locked(
+        &self,
+        plan: &InstallPlan,
+        password: &Secret,
+        auth_key: Option<&Secret>,
+        namespace: Change,
+        helm_version: String,
+        kubernetes_version: String,
+    ) -> Result<InstallReport, ClusterError> {
         let secret = self.apply_remote_write_secret(&plan.username, password).await?;
         let auth_key_secret = match (&plan.auth_key_secret, auth_key) {
             (Some(name), Some(key)) => Some(
@@ -327,30 +354,53 @@ impl KubeCluster {
         Ok(InstallReport { namespace, secret, auth_key_secret, helm_version, kubernetes_version, helm_output })
     }
 
-    /// [`ClusterError::LockHeld`] while a run holds the experiment lock.
-    async fn refuse_while_locked(&self) -> Result<(), ClusterError> {
-        match self.lease_info().await? {
-            Some(lease) if !lease.holder.is_empty() && !lease.expired => Err(ClusterError::LockHeld {
-                lease: format!("{}/{}", self.names.namespace, self.names.lease_name),
-                holder: lease.holder,
-                since: lease.since.unwrap_or_default(),
-                expires: lease.expires.unwrap_or_default(),
-            }),
-            _ => Ok(()),
+    /// Runs `step` holding the experiment lock as `what@<host>`: taken as a run takes it (a live holder is refused
+    /// with [`ClusterError::LockHeld`]; one seen unrenewed for its lease duration by this machine's clock is taken
+    /// over), renewed every third of a lease while `step` runs (a helm call may take minutes), released after.
+    async fn holding_the_lock<T>(
+        &self,
+        what: &str,
+        step: impl Future<Output = Result<T, ClusterError>>,
+    ) -> Result<T, ClusterError> {
+        let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+        let holder = format!("{what}@{host}");
+        self.acquire_lease_waiting(&holder, &|line: &str| tracing::info!("{line}")).await?;
+        let mut step = std::pin::pin!(step);
+        let mut renewals = tokio::time::interval(self.lease_duration / 3);
+        renewals.tick().await;
+        let result = loop {
+            tokio::select! {
+                result = &mut step => break result,
+                _ = renewals.tick() => {
+                    if let Err(err) = self.renew_lease(&holder).await {
+                        tracing::warn!(error = %err, "cannot renew the experiment lock while helm runs");
+                    }
+                }
+            }
+        };
+        if let Err(err) = self.release_lease(&holder).await {
+            tracing::warn!(error = %err, "cannot release the experiment lock");
         }
+        result
     }
 
     /// Removes greenflow's release (helm uninstall), the remote-write Secret and the Lease; keeps the namespace.
-    /// Refuses while a run holds the experiment lock.
+    /// Holds the experiment lock meanwhile, so it is refused while a run holds it.
     pub async fn uninstall(&self, plan: &InstallPlan) -> Result<UninstallReport, ClusterError> {
         self.kubernetes_version().await?;
-        self.refuse_while_locked().await?;
-        let args = plan.uninstall_args();
-        let helm = plan.helm.clone();
-        let helm_output = blocking(move || helm.run(&args)).await?;
-        let secret_deleted = self.delete_remote_write_secret().await?;
-        self.delete_secret(&plan.auth_key_secret_name).await?;
-        let lease_deleted = self.delete_lease().await?;
+        let lease_existed = self.get_lease().await?.is_some();
+        let (helm_output, secret_deleted) = self
+            .holding_the_lock("cluster-uninstall", async {
+                let args = plan.uninstall_args();
+                let helm = plan.helm.clone();
+                let helm_output = blocking(move || helm.run(&args)).await?;
+                let secret_deleted = self.delete_remote_write_secret().await?;
+                self.delete_secret(&plan.auth_key_secret_name).await?;
+                Ok((helm_output, secret_deleted))
+            })
+            .await?;
+        // Released above; whatever is left of it goes too.
+        let lease_deleted = self.delete_lease().await? || lease_existed;
         Ok(UninstallReport { helm_output, secret_deleted, lease_deleted })
     }
 

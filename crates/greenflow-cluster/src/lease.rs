@@ -31,9 +31,11 @@ pub struct LeaseInfo {
     pub since: Option<String>,
     /// When it was last renewed (RFC 3339).
     pub renewed: Option<String>,
-    /// When it expires unless renewed (RFC 3339).
+    /// When it lapses unless renewed, by the holder's clock (RFC 3339): for people to read. Taking it over never
+    /// trusts it (see the module documentation).
     pub expires: Option<String>,
-    /// Whether it has expired (anyone may take it over).
+    /// Whether that time has passed by this machine's clock: a hint that the holder may be gone, not leave to take
+    /// the lock.
     pub expired: bool,
     /// How many times it changed hands.
     pub transitions: i32,
@@ -102,7 +104,7 @@ impl KubeCluster {
         }
     }
 
-    async fn get_lease(&self) -> Result<Option<Lease>, ClusterError> {
+    pub(crate) async fn get_lease(&self) -> Result<Option<Lease>, ClusterError> {
         self.lease_api().get_opt(&self.names.lease_name).await.map_err(|source| {
             ClusterError::api(format!("read the experiment lock (Lease {})", self.lease_ref()), source)
         })

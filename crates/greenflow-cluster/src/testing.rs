@@ -196,6 +196,8 @@ struct State {
     sidecar: Option<Sidecar>,
     /// The `prometheus` container's log.
     prometheus_log: String,
+    /// A fault injected by a test: merge patches to `replicas: 0` answer 503 (an API server that lost etcd).
+    failing_scale_down: bool,
 }
 
 /// The fake API server. Cheap to clone (shared state); build it, then take [`FakeApiServer::client`] or
@@ -257,6 +259,7 @@ impl FakeApiServer {
             label_history: vec![(Instant::now(), BTreeMap::from([("greenflow_deployment".into(), "default".into())]))],
             sidecar: None,
             prometheus_log: String::new(),
+            failing_scale_down: false,
         };
         let fake = Self { state: Arc::new(Mutex::new(state)) };
         {
@@ -367,6 +370,13 @@ impl FakeApiServer {
     /// With a Tailscale sidecar in Prometheus' pods that behaves as `sidecar` (rule 8).
     pub fn with_sidecar(self, sidecar: Sidecar) -> Self {
         self.lock().sidecar = Some(sidecar);
+        self
+    }
+
+    /// With scale-down failing: every merge patch to `replicas: 0` answers 503 as an API server whose etcd does
+    /// not answer does ("etcdserver: request timed out"). A fault for tests, not a rule.
+    pub fn with_failing_scale_down(self) -> Self {
+        self.lock().failing_scale_down = true;
         self
     }
 
@@ -546,6 +556,12 @@ impl FakeApiServer {
                 if let Some(conflict) = state.apply_conflict(&query, &body) {
                     return conflict;
                 }
+            } else if state.failing_scale_down && body["spec"]["replicas"] == 0 {
+                return status_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "etcdserver: request timed out",
+                );
             } else if body["spec"]["replicas"].is_i64() {
                 // A merge patch takes the fields it sets for its manager (rule 7).
                 state.replicas_owner = Some(query_param(&query, "fieldManager").unwrap_or_else(|| "unknown".into()));

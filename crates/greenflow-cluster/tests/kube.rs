@@ -421,16 +421,21 @@ impl Project {
 
     /// A stand-in helm that records its arguments and the values file it was given, one call per line.
     fn fake_helm(&self) -> std::path::PathBuf {
+        self.fake_helm_of("v3.18.4")
+    }
+
+    /// A helm that logs its arguments and says it is `version`.
+    fn fake_helm_of(&self, version: &str) -> std::path::PathBuf {
         let bin = self.dir.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         let log = self.dir.path().join("helm.log");
         let script = format!(
-            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$1\" in\n  version) printf 'v3.18.4' ;;\n  upgrade) \
+            "#!/bin/sh\necho \"$*\" >> '{log}'\ncase \"$1\" in\n  version) printf '{version}' ;;\n  upgrade) \
              while [ $# -gt 0 ]; do if [ \"$1\" = --values ]; then cp \"$2\" '{values}'; fi; shift; done; echo \
              'Release \"greenflow\" has been upgraded.' ;;\n  uninstall) echo 'release \"greenflow\" uninstalled' ;;\n\
              esac\n",
             log = log.display(),
-            values = self.dir.path().join("values-seen.yaml").display()
+            values = self.dir.path().join("values-seen.yaml").display(),
         );
         let helm = bin.join("helm");
         std::fs::write(&helm, script).unwrap();
@@ -497,12 +502,15 @@ async fn install_creates_namespace_and_secret_then_runs_helm_with_the_values() {
     // The temporary values file is gone.
     assert!(!Path::new(upgrade[11]).exists());
 
-    // The order: reachability first, then the lock (no run may hold it), then the namespace, then the Secret.
+    // The order: reachability first, then the namespace (where the Lease lives), then the lock (no run may hold
+    // it), then the Secret; the lock is released at the end.
     let paths: Vec<String> = fake.requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
     assert_eq!(paths[0], "GET /version");
-    assert_eq!(paths[1], format!("GET {LEASES}/greenflow-experiment"));
-    assert_eq!(paths[2], "GET /api/v1/namespaces/monitoring");
-    assert_eq!(paths[3], "POST /api/v1/namespaces");
+    assert_eq!(paths[1], "GET /api/v1/namespaces/monitoring");
+    assert_eq!(paths[2], "POST /api/v1/namespaces");
+    assert_eq!(paths[3], format!("GET {LEASES}/greenflow-experiment"));
+    assert_eq!(paths[4], format!("POST {LEASES}"));
+    assert_eq!(paths.last().unwrap(), &format!("DELETE {LEASES}/greenflow-experiment"));
 }
 
 #[tokio::test]
@@ -525,11 +533,12 @@ async fn install_again_updates_a_changed_secret_and_leaves_the_namespace() {
     assert_eq!(put.path, format!("{SECRETS}/greenflow-remote-write"));
     assert_eq!(fake.secret("greenflow-remote-write").unwrap()["data"]["password"], "aHVudGVyMi1zaW5rLXBhc3N3b3Jk");
 
-    // Idempotent: a third run changes nothing in the API.
+    // Idempotent: a third run changes nothing in the API but the lock it holds meanwhile.
     fake.clear_requests();
     let report = cluster.install(&plan, &Secret::new(PASSWORD), Some(&Secret::new(AUTH_KEY))).await.unwrap();
     assert_eq!(report.secret, Change::Unchanged);
-    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+    assert!(fake.writes().iter().all(|w| w.path.starts_with(LEASES)), "{:?}", fake.writes());
+    assert!(fake.lease().is_none(), "the lock is released");
 }
 
 #[tokio::test]
@@ -621,8 +630,9 @@ async fn uninstall_removes_release_secret_and_lease_but_keeps_the_namespace() {
             SECRETS,
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "greenflow-remote-write"}}),
         )
-        .with_lease("greenflow-experiment", "01JOLD@x", Duration::from_secs(600), 60);
+        .with_lease("greenflow-experiment", "01JOLD@x", Duration::from_secs(600), 1);
     let plan = InstallPlan::new(&settings, None).unwrap();
+    // A dead run's lock: seen unrenewed for its (1 s) lease, taken over, and deleted with the rest.
     let report = fake.cluster().uninstall(&plan).await.unwrap();
     assert!(report.secret_deleted && report.lease_deleted);
     assert!(fake.secret("greenflow-remote-write").is_none());
@@ -637,7 +647,9 @@ async fn uninstall_is_refused_while_a_run_holds_the_lock() {
     let bin = project.fake_helm();
     let settings = project.settings(&bin.display().to_string());
     let fake = FakeApiServer::new(NS, RELEASE).with_lease("greenflow-experiment", "01JLIVE@x", Duration::ZERO, 60);
+    let renewer = keep_renewing(&fake, "01JLIVE@x");
     let err = fake.cluster().uninstall(&InstallPlan::new(&settings, None).unwrap()).await.unwrap_err();
+    renewer.abort();
     assert!(matches!(err, ClusterError::LockHeld { .. }), "{err:?}");
     assert!(fake.writes().is_empty());
     assert!(project.helm_log().is_empty());
@@ -651,15 +663,69 @@ async fn install_is_refused_while_a_run_holds_the_lock() {
     let bin = project.fake_helm();
     let settings = project.settings(&bin.display().to_string());
     let fake = FakeApiServer::new(NS, RELEASE).with_lease("greenflow-experiment", "01JLIVE@x", Duration::ZERO, 60);
+    let renewer = keep_renewing(&fake, "01JLIVE@x");
     let err = fake
         .cluster()
         .install(&InstallPlan::new(&settings, None).unwrap(), &Secret::new(PASSWORD), Some(&Secret::new(AUTH_KEY)))
         .await
         .unwrap_err();
+    renewer.abort();
     assert!(matches!(&err, ClusterError::LockHeld { holder, .. } if holder == "01JLIVE@x"), "{err:?}");
     assert!(err.to_string().contains("wait for that run to end"), "{err}");
     assert!(fake.writes().is_empty(), "nothing changed in the cluster");
     assert_eq!(project.helm_log(), ["version --template {{.Version}}"], "helm only asked its version");
+}
+
+/// A live run elsewhere: renews its Lease every 300 ms (a third of its lease, as greenflow does, scaled down).
+fn keep_renewing(fake: &FakeApiServer, holder: &'static str) -> tokio::task::JoinHandle<()> {
+    let fake = fake.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            fake.renew_lease_as(holder);
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_helm_of_another_major_is_refused_before_anything_changes() {
+    for version in ["v2.17.0", "v5.0.0", "unknown"] {
+        let project = Project::new("");
+        let bin = project.fake_helm_of(version);
+        let settings = project.settings(&bin.display().to_string());
+        let fake = FakeApiServer::new(NS, RELEASE);
+        let err = fake
+            .cluster()
+            .install(&InstallPlan::new(&settings, None).unwrap(), &Secret::new(PASSWORD), Some(&Secret::new(AUTH_KEY)))
+            .await
+            .unwrap_err();
+        assert!(matches!(&err, ClusterError::HelmVersion { found, .. } if found == version), "{err:?}");
+        assert!(err.to_string().contains("Helm 3 and Helm 4"), "{err}");
+        assert!(fake.writes().is_empty(), "nothing changed in the cluster");
+    }
+}
+
+#[tokio::test]
+async fn install_holds_the_lock_while_helm_runs_and_takes_over_a_dead_runs() {
+    let project = Project::new("");
+    let bin = project.fake_helm();
+    let settings = project.settings(&bin.display().to_string());
+    // A run that died 10 minutes ago: its Lease is not judged by its renewTime but watched for a lease (1 s).
+    let fake =
+        FakeApiServer::new(NS, RELEASE).with_lease("greenflow-experiment", "01JDEAD@x", Duration::from_secs(600), 1);
+    let began = std::time::Instant::now();
+    fake.cluster()
+        .install(&InstallPlan::new(&settings, None).unwrap(), &Secret::new(PASSWORD), Some(&Secret::new(AUTH_KEY)))
+        .await
+        .unwrap();
+    assert!(began.elapsed() >= Duration::from_secs(1), "taken over only after a lease of watching");
+    let lease_writes: Vec<serde_json::Value> =
+        fake.writes().iter().filter(|w| w.path.contains("/leases")).map(|w| w.json()).collect();
+    let holders: Vec<&str> = lease_writes.iter().filter_map(|l| l["spec"]["holderIdentity"].as_str()).collect();
+    assert!(holders.first().is_some_and(|h| h.starts_with("cluster-install@")), "{lease_writes:?}");
+    assert!(fake.lease().is_none_or(|l| l["spec"]["holderIdentity"].as_str().unwrap_or("").is_empty()), "released");
+    let helm = project.helm_log();
+    assert!(helm.iter().any(|line| line.starts_with("upgrade --install")), "{helm:?}");
 }
 
 #[tokio::test]

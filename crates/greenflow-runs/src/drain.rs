@@ -113,6 +113,28 @@ fn parse_line(line: &str) -> Option<(&str, BTreeMap<String, String>, f64)> {
     Some((name, labels, value))
 }
 
+/// Whether a Prometheus' `/metrics` shows its configuration loaded in this process: the last reload succeeded
+/// (`prometheus_config_last_reload_successful 1`) at or after the process started (both on the pod's own clock, so
+/// no clock skew enters). `None` when it does not say. A run scales up from zero pods, so a process that loaded
+/// its configuration runs with the run's external labels.
+pub fn config_loaded(text: &str) -> Option<bool> {
+    let (mut successful, mut reloaded, mut started) = (None, None, None);
+    for (name, _, value) in text.lines().filter_map(parse_line) {
+        match name {
+            "prometheus_config_last_reload_successful" => successful = Some(value),
+            "prometheus_config_last_reload_success_timestamp_seconds" => reloaded = Some(value),
+            "process_start_time_seconds" => started = Some(value),
+            _ => {}
+        }
+    }
+    match (successful?, reloaded, started) {
+        (s, _, _) if s != 1.0 => Some(false),
+        // The start time is read off /proc in clock ticks; a second of slack covers its rounding.
+        (_, Some(reloaded), Some(started)) => Some(reloaded + 1.0 >= started),
+        _ => Some(true),
+    }
+}
+
 /// Extracts queue `remote_name`'s figures from `/metrics` text.
 pub fn parse_queue_metrics(text: &str, remote_name: &str) -> Result<QueueMetrics, DrainMetricsError> {
     let mut metrics = QueueMetrics::default();
@@ -209,6 +231,22 @@ pub fn drain_state(at_start: &QueueMetrics, now: &QueueMetrics, end: f64, in_at_
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_configuration_loaded_in_this_process_is_told_apart_from_a_failed_or_missing_one() {
+        // As Prometheus 3.5 prints them (`config/reload.go`, `prometheus_config_*`; the process collector).
+        let loaded = "# TYPE prometheus_config_last_reload_successful gauge\n\
+                      prometheus_config_last_reload_successful 1\n\
+                      prometheus_config_last_reload_success_timestamp_seconds 1.7647488e+09\n\
+                      process_start_time_seconds 1.76474879987e+09\n";
+        assert_eq!(config_loaded(loaded), Some(true));
+        let failed = loaded.replace("successful 1", "successful 0");
+        assert_eq!(config_loaded(&failed), Some(false));
+        // A reload stamped before the process started is another process' (a proxy that mixes pods, say).
+        let stale = loaded.replace("1.7647488e+09", "1.7647000e+09");
+        assert_eq!(config_loaded(&stale), Some(false));
+        assert_eq!(config_loaded("prometheus_remote_storage_samples_pending 0\n"), None);
+    }
 
     #[test]
     fn several_queues_are_drained_only_when_each_is() {

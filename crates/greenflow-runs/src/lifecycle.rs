@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::backend::{BackendError, ClusterBackend};
-use crate::drain::{DrainState, QueueMetrics, drain_state, parse_queue_metrics};
+use crate::drain::{DrainState, QueueMetrics, config_loaded, drain_state, parse_queue_metrics};
 use crate::error::RunError;
 use crate::record::{DrainOutcome, DrainReport, RUN_FORMAT_VERSION, RunId, RunProcess, RunRecord, RunStatus, RunStore};
 use crate::{EXPERIMENT_LABEL, RUN_LABEL};
@@ -556,6 +556,7 @@ impl<'r, 'c, 'a, B: ClusterBackend> ActiveRun<'r, 'c, 'a, B> {
         let selector = run_selector(&self.record.id);
         let deadline = began + self.request.first_sample_timeout;
         let mut last_error = None;
+        let mut sample_seen = false;
         loop {
             self.tick().await;
             if self.interrupts() >= 1 {
@@ -564,7 +565,19 @@ impl<'r, 'c, 'a, B: ClusterBackend> ActiveRun<'r, 'c, 'a, B> {
             }
             let _ = bounded(self.ctx.sink.force_flush()).await;
             match bounded(self.ctx.sink.query_value(&format!("count({selector})"))).await {
-                Ok(Ok(Some(n))) if n > 0.0 => break,
+                Ok(Ok(Some(n))) if n > 0.0 => {
+                    sample_seen = true;
+                    // Every pod runs with the run's labels only once it has loaded its configuration.
+                    if self.every_config_loaded().await {
+                        break;
+                    }
+                    last_error = Some(
+                        "a Prometheus pod has not loaded its configuration (prometheus_config_last_reload_successful \
+                         is 0 or older than the process): see its log"
+                            .into(),
+                    );
+                    self.reporter().update("waiting for every Prometheus pod to load its configuration");
+                }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => last_error = Some(e.to_string()),
                 Err(e) => last_error = Some(e),
@@ -582,8 +595,13 @@ impl<'r, 'c, 'a, B: ClusterBackend> ActiveRun<'r, 'c, 'a, B> {
                 ));
             }
             if Instant::now() >= deadline {
+                let what = if sample_seen {
+                    "the run's labels were not proven in effect"
+                } else {
+                    "no sample of the run reached the sink"
+                };
                 return Err(format!(
-                    "no sample of the run reached the sink within {}s{}",
+                    "{what} within {}s{}",
                     self.request.first_sample_timeout.as_secs(),
                     last_error.map(|e| format!(" (last error: {e})")).unwrap_or_default()
                 ));
@@ -593,6 +611,18 @@ impl<'r, 'c, 'a, B: ClusterBackend> ActiveRun<'r, 'c, 'a, B> {
         let first = began.elapsed();
         self.reporter().note(&format!("first sample in the sink {:.1}s after scale-up", first.as_secs_f64()));
         Ok(true)
+    }
+
+    /// No Prometheus says it has not loaded its configuration ([`config_loaded`]); unreadable metrics count as
+    /// no objection (the drain reads them again).
+    async fn every_config_loaded(&mut self) -> bool {
+        match self.backend.prometheus_metrics().await {
+            Ok(texts) => texts.iter().all(|text| config_loaded(text) != Some(false)),
+            Err(e) => {
+                tracing::debug!(error = %e, "no metrics to check the configuration load");
+                true
+            }
+        }
     }
 
     async fn workload(&mut self) -> Result<(), String> {

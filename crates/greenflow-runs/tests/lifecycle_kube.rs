@@ -93,6 +93,8 @@ struct Queue {
     failed: AtomicU64,
     /// Nothing more gets through (the sink refuses every write): the queue stops advancing.
     stalled: std::sync::atomic::AtomicBool,
+    /// The pod has not loaded its configuration yet (`prometheus_config_last_reload_successful 0`).
+    config_pending: std::sync::atomic::AtomicBool,
 }
 
 fn metrics_text(queue: &Queue, generation: Generation) -> String {
@@ -103,11 +105,17 @@ fn metrics_text(queue: &Queue, generation: Generation) -> String {
         Generation::PerQueue => format!("prometheus_remote_storage_queue_highest_timestamp_seconds{labels} {sent}\n"),
         Generation::Global => format!("prometheus_remote_storage_highest_timestamp_in_seconds {sent}\n"),
     };
+    // The pod's own clock: it started a minute ago and loaded its configuration at start, or not yet.
+    let started = time::OffsetDateTime::now_utc().unix_timestamp() - 60;
+    let loaded = u8::from(!queue.config_pending.load(Ordering::SeqCst));
     format!(
         "{highest}prometheus_remote_storage_queue_highest_sent_timestamp_seconds{labels} {sent}\n\
          prometheus_remote_storage_samples_pending{labels} 0\n\
          prometheus_remote_storage_samples_failed_total{labels} {failed}\n\
-         prometheus_remote_storage_samples_dropped_total{labels} 0\n"
+         prometheus_remote_storage_samples_dropped_total{labels} 0\n\
+         prometheus_config_last_reload_successful {loaded}\n\
+         prometheus_config_last_reload_success_timestamp_seconds {started}\n\
+         process_start_time_seconds {started}\n"
     )
 }
 
@@ -278,6 +286,47 @@ async fn the_whole_happy_path() {
     phases.sort_unstable();
     assert_eq!(phases, ["end", "start"]);
     setup.assert_rbac_allows_every_request();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_starts_only_once_prometheus_has_loaded_its_configuration() {
+    let setup = Setup::new(FakeApiServer::new("monitoring", "greenflow"), Generation::PerQueue, 0).await;
+    setup.queue.config_pending.store(true, Ordering::SeqCst);
+    let queue = Arc::clone(&setup.queue);
+    let fake = setup.fake.clone();
+    // The configuration loads 2 s after the scale-up patch (samples with the run's id flow before that).
+    tokio::spawn(async move {
+        while fake.prometheus().is_none_or(|p| p["spec"]["replicas"] != 1) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        queue.config_pending.store(false, Ordering::SeqCst);
+    });
+    let record = setup.run(&request(Workload::For(Duration::from_secs(1)))).await.unwrap();
+    assert_eq!(record.status, RunStatus::Complete, "{record:?}");
+    let said = said(&setup);
+    assert!(said.contains("waiting for every Prometheus pod to load its configuration"), "{said}");
+    let first: f64 = said
+        .lines()
+        .find_map(|l| l.strip_prefix("first sample in the sink ")?.split('s').next()?.parse().ok())
+        .unwrap();
+    assert!(first >= 1.5, "the run started {first}s after scale-up, before the configuration was loaded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_that_never_loads_fails_the_run_and_scales_down() {
+    let setup = Setup::new(FakeApiServer::new("monitoring", "greenflow"), Generation::PerQueue, 0).await;
+    setup.queue.config_pending.store(true, Ordering::SeqCst);
+    let mut req = request(Workload::For(Duration::from_secs(1)));
+    req.first_sample_timeout = Duration::from_secs(3);
+    let record = setup.run(&req).await.unwrap();
+    assert_eq!(record.status, RunStatus::Failed, "{record:?}");
+    let error = record.error.unwrap_or_default();
+    assert!(
+        error.contains("labels were not proven") && error.contains("prometheus_config_last_reload_successful"),
+        "{error}"
+    );
+    prometheus_is_scaled_down(&setup.fake);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -550,6 +599,12 @@ async fn a_lost_lock_stops_the_run_and_leaves_prometheus_to_its_new_holder() {
     );
     assert_eq!(setup.fake.prometheus().unwrap()["spec"]["replicas"], 1, "scaled down someone else's run");
     assert_eq!(setup.fake.lease().unwrap()["spec"]["holderIdentity"], "20261125T100000Z-thief@other");
+    // What was scraped before the stop still drained: the record says so and the sink holds it.
+    let drain = record.drain.as_ref().unwrap();
+    assert_eq!(drain.outcome, DrainOutcome::Drained, "{drain:?}");
+    assert!(record.samples.unwrap_or(0) > 0, "{record:?}");
+    let stored = query(&setup.vm, &format!(r#"node_load1{{greenflow_run="{}"}}"#, record.id)).await;
+    assert!(!stored.is_empty(), "the run's samples are in the sink");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -574,6 +629,23 @@ async fn ctrl_c_during_the_readiness_wait_scales_back_down_at_once() {
     assert_eq!(record.status, RunStatus::NotDrained, "{record:?}");
     prometheus_is_scaled_down(&setup.fake);
     assert!(setup.fake.lease().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_scale_down_keeps_the_lock_and_says_how_to_finish() {
+    let fake = FakeApiServer::new("monitoring", "greenflow").with_failing_scale_down();
+    let setup = Setup::new(fake, Generation::PerQueue, 0).await;
+    let record = setup.run(&request(Workload::For(Duration::from_secs(1)))).await.unwrap();
+    // The run itself drained; Prometheus still runs, so the lock stays for recover (or lapses).
+    assert_eq!(record.status, RunStatus::Complete, "{record:?}");
+    assert!(record.cluster_left_running, "{record:?}");
+    assert_eq!(setup.fake.prometheus().unwrap()["spec"]["replicas"], 1);
+    let lease = setup.fake.lease().expect("the lock is kept");
+    assert!(lease["spec"]["holderIdentity"].as_str().unwrap().starts_with(record.id.as_str()), "{lease}");
+    let said = said(&setup);
+    assert!(said.contains("etcdserver: request timed out"), "{said}");
+    assert!(said.contains(&format!("greenflow runs recover {}", record.id)), "{said}");
+    assert_eq!(setup.stored(), vec![record]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -71,6 +71,39 @@ fn an_unreachable_cluster_is_one_clear_error() {
 }
 
 #[test]
+fn an_api_server_that_never_answers_is_given_up_on_with_a_clear_error() {
+    // Accepts connections and reads requests, but never answers (a hung API server or a dead proxy in between).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let project = Project::new();
+    let path = project.path().join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+             contexts:\n- name: lab\n  context: {{cluster: c, user: u}}\nusers:\n- name: u\n  user: {{token: t}}\n\
+             current-context: lab\n"
+        ),
+    )
+    .unwrap();
+    let began = std::time::Instant::now();
+    let output = project.cmd(&["cluster", "status"]).env("KUBECONFIG", &path).output().unwrap();
+    let waited = began.elapsed();
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    // kube's client alone would wait 295 s; greenflow bounds each read at 30 s.
+    assert!(waited < std::time::Duration::from_secs(60), "waited {waited:?}");
+    let err = String::from_utf8(output.stderr).unwrap();
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
 fn a_missing_context_is_named() {
     let project = Project::with_config("cluster:\n  context: nowhere\n");
     let kubeconfig = unreachable_kubeconfig(&project);

@@ -293,7 +293,10 @@ fn missing_binary_names_the_packages() {
     assert!(err.contains("VictoriaMetrics is not installed"), "{err}");
     assert!(err.contains("victoria-metrics") && err.contains("victoriametrics"), "{err}");
     assert!(err.contains("sink.victoria_metrics.binary"), "{err}");
-    assert_eq!(err.lines().count(), 1, "one-line error: {err}");
+    // Both missing programs at once, one line each after the count.
+    assert!(err.starts_with("greenflow: 2 problems, each to fix:\n"), "{err}");
+    assert!(err.contains("Caddy is not installed") && err.contains("sink.caddy.binary"), "{err}");
+    assert_eq!(err.lines().count(), 3, "{err}");
     assert!(!project.state_dir().join("sink/sink.json").exists());
 }
 

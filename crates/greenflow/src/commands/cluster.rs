@@ -241,8 +241,9 @@ fn print_status(status: &ClusterStatus, queue: &Option<Result<QueueMetrics, Stri
         Ok(None) => println!("lock         free"),
         Ok(Some(lock)) if lock.holder.is_empty() => println!("lock         free"),
         Ok(Some(lock)) => println!(
-            "lock         {} {} since {} (expires {})",
-            if lock.expired { "expired, last held by" } else { "held by" },
+            "lock         {} {} since {} (lapses {} by its holder's clock; a run takes it over only after seeing it \
+             unrenewed for a lease)",
+            if lock.expired { "not renewed lately, held by" } else { "held by" },
             lock.holder,
             lock.since.as_deref().unwrap_or("?"),
             lock.expires.as_deref().unwrap_or("?")
