@@ -195,6 +195,9 @@ impl LocalCluster {
                     arg(format!("--storage.agent.path={}", dir.join("wal").display())),
                     arg(format!("--web.listen-address={prometheus_listen}")),
                     arg(format!("--storage.remote.flush-deadline={}s", FLUSH_DEADLINE.as_secs())),
+                    // The scrape manager applies discovered targets on this tick (hidden flag, default 5s, in
+                    // cmd/prometheus/main.go since 2.x): at 5 s the first scrape waits up to 5 s after start.
+                    arg("--scrape.discovery-reload-interval=1s".into()),
                 ],
                 env: Vec::new(),
                 log_file: logs.join("prometheus.log"),

@@ -345,7 +345,7 @@ pub struct BenchIngestArgs {
 #[derive(Debug, Args)]
 pub struct BenchDrainArgs {
     /// How many runs per path.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     pub runs: u32,
     /// How long each run lasts.
     #[arg(long, default_value = "20s", value_name = "DURATION")]

@@ -64,7 +64,13 @@ fn scratch_settings(
                 ("http_port", Value::from(free_port()?)),
                 (
                     "victoria_metrics",
-                    map(vec![("port", Value::from(free_port()?)), ("binary", binary(&t.sink.victoria_metrics.binary))]),
+                    map(vec![
+                        ("port", Value::from(free_port()?)),
+                        ("binary", binary(&t.sink.victoria_metrics.binary)),
+                        // Freshness is read by queries: without VictoriaMetrics' latency offset they see a sample
+                        // as soon as it is stored, on both paths alike.
+                        ("search_latency_offset", Value::from("0s")),
+                    ]),
                 ),
                 (
                     "caddy",
@@ -79,7 +85,15 @@ fn scratch_settings(
             map(vec![
                 ("scrape_interval", Value::from(format!("{}ms", scrape_interval.as_millis()))),
                 ("prometheus_port", Value::from(prometheus_port.unwrap_or(0))),
-                ("prometheus_binary", binary(&t.local.prometheus_binary)),
+                (
+                    "prometheus_binary",
+                    match &t.local.prometheus_binary {
+                        Some(_) => binary(&t.local.prometheus_binary),
+                        None => {
+                            newest_prometheus(template).map_or(Value::Null, |p| Value::from(p.display().to_string()))
+                        }
+                    },
+                ),
                 ("node_exporter_binary", binary(&t.local.node_exporter_binary)),
             ]),
         ),
@@ -90,6 +104,22 @@ fn scratch_settings(
     env.push(("XDG_DATA_HOME".into(), dir.join("data").display().to_string()));
     env.push(("XDG_STATE_HOME".into(), dir.join("state").display().to_string()));
     Ok(Settings::load(None, dir, env)?)
+}
+
+/// The newest Prometheus on the template's PATH (Prometheus 3 where one is installed beside an older one), as the
+/// benchmarks measure what users run; `None` when there is none (the usual lookup then says so).
+fn newest_prometheus(template: &Settings) -> Option<std::path::PathBuf> {
+    let path = template.env.get("PATH")?;
+    let mut found: Vec<(greenflow_sink::versions::Version, std::path::PathBuf)> = std::env::split_paths(path)
+        .map(|dir| dir.join("prometheus"))
+        .filter(|candidate| candidate.is_file())
+        .filter_map(|candidate| {
+            let release = greenflow_sink::versions::detect(Program::Prometheus, &candidate);
+            Some((release.at_least()?, candidate))
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found.pop().map(|(_, path)| path)
 }
 
 /// The median of `values` (sorted in place); `None` when empty.
