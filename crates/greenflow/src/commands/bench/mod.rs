@@ -118,7 +118,7 @@ fn newest_prometheus(template: &Settings) -> Option<std::path::PathBuf> {
             Some((release.at_least()?, candidate))
         })
         .collect();
-    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found.sort_by_key(|(version, _)| *version);
     found.pop().map(|(_, path)| path)
 }
 
