@@ -543,7 +543,8 @@ async fn blocking<T: Send + 'static>(
 
 /// The variables helm is given, of greenflow's environment `vars`: the basics, helm's and Kubernetes' own
 /// (`HELM_*`, `KUBECONFIG`), the proxies and CA files, and those a kubeconfig's credential plugin reads (`AWS_*`,
-/// `AZURE_*`, `GOOGLE_*`, `CLOUDSDK_*`). Nothing else: the sink's password and Tailscale's key never reach it.
+/// `AZURE_*`, `GOOGLE_*`, `CLOUDSDK_*`). Nothing else: the sink's password and Tailscale's key (none of these names)
+/// never reach it.
 pub fn helm_env(
     vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
 ) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
@@ -567,13 +568,10 @@ pub fn helm_env(
         "SSL_CERT_DIR",
     ];
     const PREFIXES: &[&str] = &["HELM_", "XDG_", "KUBE", "AWS_", "AZURE_", "GOOGLE_", "CLOUDSDK_"];
-    let secrets: Vec<&str> =
-        greenflow_config::SecretVar::ALL.iter().flat_map(|var| var.names().iter().copied()).collect();
     vars.into_iter()
         .filter(|(name, _)| {
             let name = name.to_string_lossy();
-            !secrets.contains(&name.as_ref())
-                && (NAMES.contains(&name.as_ref()) || PREFIXES.iter().any(|p| name.starts_with(p)))
+            NAMES.contains(&name.as_ref()) || PREFIXES.iter().any(|p| name.starts_with(p))
         })
         .collect()
 }

@@ -91,6 +91,14 @@ impl Interrupts {
         *self.count.borrow()
     }
 
+    /// `step`'s output, or `None` when the `n`th stop request comes first (`step` is then dropped).
+    pub async fn unless<T>(&mut self, n: u32, step: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            output = step => Some(output),
+            _ = self.wait(n) => None,
+        }
+    }
+
     /// Resolves once at least `n` have arrived; never, when fewer did and no more can come (the sender is gone).
     pub async fn wait(&mut self, n: u32) {
         if self.count.wait_for(|count| *count >= n).await.is_err() {
@@ -211,10 +219,7 @@ async fn unless_interrupted<T>(
     during: &'static str,
     step: impl Future<Output = Result<T, RunError>>,
 ) -> Result<T, RunError> {
-    tokio::select! {
-        result = step => result,
-        _ = interrupts.wait(1) => Err(RunError::Interrupted { during }),
-    }
+    interrupts.unless(1, step).await.unwrap_or(Err(RunError::Interrupted { during }))
 }
 
 /// Makes one run: preflight, lock, scale up, prove the path, workload, drain, scale down, record.
@@ -255,14 +260,7 @@ pub async fn run<B: ClusterBackend>(
     let holder = lock_holder(&id);
     let reporter = ctx.reporter;
     let progress = |line: &str| reporter.update(line);
-    let locked = {
-        let interrupts = &mut ctx.interrupts;
-        tokio::select! {
-            result = backend.acquire_lock(&id, &holder, &progress) => Some(result),
-            _ = interrupts.wait(1) => None,
-        }
-    };
-    match locked {
+    match ctx.interrupts.unless(1, backend.acquire_lock(&id, &holder, &progress)).await {
         Some(result) => result?,
         None => {
             // A Lease created just before the stop is ours: released (no-op when none was).
@@ -416,11 +414,7 @@ impl<'r, 'c, 'a, B: ClusterBackend> ActiveRun<'r, 'c, 'a, B> {
 
     /// Sleeps up to `d`, waking early on the `n`th stop request.
     async fn pause(&mut self, d: Duration, n: u32) {
-        let interrupts = &mut self.ctx.interrupts;
-        tokio::select! {
-            _ = tokio::time::sleep(d) => {}
-            _ = interrupts.wait(n) => {}
-        }
+        self.ctx.interrupts.unless(n, tokio::time::sleep(d)).await;
     }
 
     fn queue_marker(&mut self, phase: &str, at: OffsetDateTime) {
@@ -479,13 +473,8 @@ impl<'r, 'c, 'a, B: ClusterBackend> ActiveRun<'r, 'c, 'a, B> {
         self.reporter().phase("scaling Prometheus up");
         let reporter = self.ctx.reporter;
         let progress = |line: &str| reporter.update(line);
-        let scaled = {
-            let (backend, interrupts) = (&mut *self.backend, &mut self.ctx.interrupts);
-            tokio::select! {
-                result = backend.scale_up(&labels, self.request.ready_timeout, &progress) => Some(result),
-                _ = interrupts.wait(1) => None,
-            }
-        };
+        let scaled =
+            self.ctx.interrupts.unless(1, self.backend.scale_up(&labels, self.request.ready_timeout, &progress)).await;
         match scaled {
             Some(Ok(())) => {}
             Some(Err(e)) => {
@@ -754,15 +743,9 @@ impl<'r, 'c, 'a, B: ClusterBackend> ActiveRun<'r, 'c, 'a, B> {
             self.reporter().phase("scaling Prometheus down");
             let reporter = self.ctx.reporter;
             let progress = |line: &str| reporter.update(line);
-            let scaled = {
-                // One more stop request than so far stops the wait for the pod to be gone.
-                let more = self.ctx.interrupts.count() + 1;
-                let (backend, interrupts) = (&mut *self.backend, &mut self.ctx.interrupts);
-                tokio::select! {
-                    result = backend.scale_down(&progress) => Some(result),
-                    _ = interrupts.wait(more) => None,
-                }
-            };
+            // One more stop request than so far stops the wait for the pod to be gone.
+            let more = self.ctx.interrupts.count() + 1;
+            let scaled = self.ctx.interrupts.unless(more, self.backend.scale_down(&progress)).await;
             match scaled {
                 Some(Ok(())) => self.release().await,
                 None => {

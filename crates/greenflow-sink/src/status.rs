@@ -95,15 +95,12 @@ pub async fn sink_status(settings: &Settings) -> SinkStatus {
         Some(state) => {
             let password = existing_sink_password(settings);
             // Without the password (another shell), Caddy is checked for asking for one.
-            let health = Some(check_health(&state, &sink.username, password.as_ref()).await);
+            let health = check_health(&state, &sink.username, password.as_ref()).await;
             let mut components: Vec<ComponentStatus> = state
                 .components
                 .iter()
                 .map(|c| {
-                    let result = health
-                        .as_ref()
-                        .and_then(|h| h.entries().iter().find(|(name, _)| *name == c.name))
-                        .map(|(_, r)| r);
+                    let result = health.entries().iter().find(|(name, _)| *name == c.name).map(|(_, r)| r);
                     ComponentStatus {
                         name: c.name,
                         required: c.name != ComponentName::Grafana,

@@ -83,17 +83,29 @@ fn is_closed_stdout_panic(message: &str) -> bool {
 /// `#[error("...: {0}")]` pattern) is not repeated, and control characters (a newline in a name) are escaped.
 /// When a validation pass found several problems, each follows on a line of its own (see [`several`]).
 fn error_message(err: &anyhow::Error) -> String {
-    let mut message = String::new();
+    // The chain up to the first cause that holds several problems; those follow, a line each.
     let mut problems = Vec::new();
-    for cause in err.chain() {
-        let text = match several(cause) {
+    let texts = err.chain().map_while(|cause| {
+        if !problems.is_empty() {
+            return None;
+        }
+        Some(match several(cause) {
             Some(found) => {
-                let header = format!("{} problems, each to fix:", found.len());
                 problems = found;
-                header
+                format!("{} problems, each to fix:", problems.len())
             }
             None => cause.to_string(),
-        };
+        })
+    });
+    let message = one_line(&join_once(texts.collect::<Vec<_>>()));
+    std::iter::once(message).chain(problems.iter().map(|p| format!("  {p}"))).collect::<Vec<_>>().join("\n")
+}
+
+/// Messages joined with `: `, each once: one its predecessors already hold (the `#[error("...: {0}")]` pattern) is
+/// left out, as is an empty one.
+fn join_once(texts: impl IntoIterator<Item = String>) -> String {
+    let mut message = String::new();
+    for text in texts {
         if text.is_empty() || message.contains(&text) {
             continue;
         }
@@ -101,11 +113,8 @@ fn error_message(err: &anyhow::Error) -> String {
             message.push_str(": ");
         }
         message.push_str(&text);
-        if !problems.is_empty() {
-            break;
-        }
     }
-    std::iter::once(one_line(&message)).chain(problems.iter().map(|p| format!("  {p}"))).collect::<Vec<_>>().join("\n")
+    message
 }
 
 /// The problems of a validation pass that found more than one (`ConfigError::Several`, `SinkError::Several`, also
@@ -117,17 +126,8 @@ fn several(cause: &(dyn std::error::Error + 'static)) -> Option<Vec<String>> {
         errors
             .iter()
             .map(|e| {
-                let mut message = String::new();
-                for cause in std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| e.source()) {
-                    let text = cause.to_string();
-                    if !text.is_empty() && !message.contains(&text) {
-                        if !message.is_empty() {
-                            message.push_str(": ");
-                        }
-                        message.push_str(&text);
-                    }
-                }
-                one_line(&message)
+                let chain = std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| e.source());
+                one_line(&join_once(chain.map(|cause| cause.to_string())))
             })
             .collect()
     }
