@@ -54,6 +54,19 @@
 //!    (so a crash-looping sidecar's last words); a waiting container with no previous instance is a 400 "container
 //!    \"c\" in pod \"p\" is waiting to start: image can't be pulled" (or `trying and failing to pull image`, or the
 //!    reason); an unknown container is a 400 "container c is not valid for pod p". `tailLines` keeps the last lines.
+//! 9. **Real clients find their way** ([`FakeApiServer::serve_http`]): the legacy discovery documents of the
+//!    resources served (`staging/src/k8s.io/apiserver/pkg/endpoints/discovery`); an apply patch of an absent object
+//!    creates it, owned by its field manager (`staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go`,
+//!    `applyPatcher.createNewObject`); `watch=true` answers the current objects as `ADDED` events and the bookmark
+//!    annotated `k8s.io/initial-events-end` when asked to `sendInitialEvents` (a watch list, as Helm 4's status
+//!    watcher asks, `staging/src/k8s.io/apiserver/pkg/storage/cacher/cacher.go`), else the objects changed since
+//!    the given `resourceVersion` as `MODIFIED` events, then closes (a watch the server ended: clients watch again,
+//!    `staging/src/k8s.io/client-go/tools/cache/reflector.go`);
+//!    `/openapi/v2` is a document with no definitions (an empty protobuf message) and `/openapi/v3` is absent, as on
+//!    a server whose resources publish no schema: helm's client-side validation skips kinds it has no schema for
+//!    (`staging/src/k8s.io/kubectl/pkg/validation/schema.go`, `LookupResource` nil) after falling back from v3 to v2
+//!    (`staging/src/k8s.io/cli-runtime/pkg/resource/query_param_verifier_v3.go`); protobuf bodies (helm's release
+//!    Secrets) are read as the API server reads them (`testing/protobuf.rs`).
 //!
 //! ```no_run
 //! # async fn doc() {
@@ -67,6 +80,8 @@
 //! assert!(fake.requests().iter().any(|r| r.method == "POST" && r.path.ends_with("/leases")));
 //! # }
 //! ```
+
+mod protobuf;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -182,6 +197,8 @@ struct State {
     requests: Vec<RecordedRequest>,
     next_version: u64,
     steal_lease_for: Option<String>,
+    /// The request being answered is an apply patch (`application/apply-patch+yaml`).
+    applying: bool,
     kubernetes_version: String,
     timing: Timing,
     /// The pods of the Prometheus resource, by name, while they exist.
@@ -251,6 +268,7 @@ impl FakeApiServer {
             requests: Vec::new(),
             next_version: 100,
             steal_lease_for: None,
+            applying: false,
             kubernetes_version: "v1.33.1".into(),
             timing: Timing::default(),
             pods: BTreeMap::new(),
@@ -462,6 +480,50 @@ impl FakeApiServer {
         kube::Client::new(service, namespace)
     }
 
+    /// Serves this fake over plain HTTP on a free loopback port, for real clients such as `helm` and a CLI started
+    /// as a process (spawns the serving task: call inside a tokio runtime). Returns the server's URL; see
+    /// [`FakeApiServer::kubeconfig`].
+    pub async fn serve_http(&self) -> std::io::Result<String> {
+        use http_body_util::BodyExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let fake = self.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let fake = fake.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                        let fake = fake.clone();
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+                            let (parts, body) = fake.answer(&parts, &body).into_parts();
+                            let bytes = body.collect_bytes().await.unwrap_or_default();
+                            Ok::<_, std::convert::Infallible>(Response::from_parts(
+                                parts,
+                                http_body_util::Full::new(bytes),
+                            ))
+                        }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        });
+        Ok(url)
+    }
+
+    /// A kubeconfig whose current context reaches `url` (from [`FakeApiServer::serve_http`]) in the fake's
+    /// namespace, with no credentials.
+    pub fn kubeconfig(&self, url: &str) -> String {
+        let namespace = self.lock().namespace.clone();
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {url}\ncontexts:\n\
+             - name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: {namespace}\n\
+             current-context: fake\nusers:\n- name: fake\n  user: {{}}\n"
+        )
+    }
+
     /// A [`KubeCluster`] on [`FakeApiServer::client`], with the fake's namespace and release, the default Secret
     /// and Lease names, and a 10 ms poll interval.
     pub fn cluster(&self) -> KubeCluster {
@@ -529,6 +591,12 @@ impl FakeApiServer {
     }
 
     fn answer(&self, parts: &http::request::Parts, body: &[u8]) -> Response<Body> {
+        let protobuf = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.to_str().is_ok_and(|v| v.starts_with(protobuf::CONTENT_TYPE)));
+        let decoded = protobuf.then(|| protobuf::decode(body).unwrap_or(Value::Null).to_string().into_bytes());
+        let body = decoded.as_deref().unwrap_or(body);
         let mut state = self.lock();
         let path = parts.uri.path().to_owned();
         let query = parts.uri.query().unwrap_or("").to_owned();
@@ -551,6 +619,7 @@ impl FakeApiServer {
             .headers
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| v.to_str().is_ok_and(|v| v.starts_with("application/apply-patch")));
+        state.applying = method == "PATCH" && apply;
         if method == "PATCH" && path.starts_with(&state.prometheus_collection()) {
             if apply {
                 if let Some(conflict) = state.apply_conflict(&query, &body) {
@@ -568,6 +637,63 @@ impl FakeApiServer {
             }
         }
         state.route(&method, &path, &query, body)
+    }
+}
+
+/// A resource this fake serves: (plural name, kind, namespaced).
+type ServedResource = (&'static str, &'static str, bool);
+
+/// The groups and resources this fake serves: (group/version, [(resource, kind, namespaced)]).
+const RESOURCES: &[(&str, &[ServedResource])] = &[
+    (
+        "v1",
+        &[
+            ("namespaces", "Namespace", false),
+            ("secrets", "Secret", true),
+            ("configmaps", "ConfigMap", true),
+            ("pods", "Pod", true),
+            ("services", "Service", true),
+            ("serviceaccounts", "ServiceAccount", true),
+        ],
+    ),
+    ("apps/v1", &[("statefulsets", "StatefulSet", true)]),
+    ("coordination.k8s.io/v1", &[("leases", "Lease", true)]),
+    ("monitoring.coreos.com/v1", &[("prometheuses", "Prometheus", true)]),
+];
+
+/// Rule 9: the legacy discovery documents (`/api`, `/api/v1`, `/apis`, `/apis/<group>/<version>`) as the API server
+/// serves them (`staging/src/k8s.io/apiserver/pkg/endpoints/discovery/{legacy,root,group,version}.go`): plain JSON,
+/// which client-go's discovery accepts when the aggregated form is not offered.
+fn discovery(path: &str) -> Option<Value> {
+    let verbs = json!(["create", "delete", "get", "list", "patch", "update", "watch"]);
+    let resources = |group_version: &str| {
+        RESOURCES.iter().find(|(gv, _)| *gv == group_version).map(|(_, resources)| {
+            let list: Vec<Value> = resources
+                .iter()
+                .map(|(name, kind, namespaced)| {
+                    json!({"name": name, "singularName": kind.to_lowercase(), "namespaced": namespaced,
+                           "kind": kind, "verbs": verbs})
+                })
+                .collect();
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list})
+        })
+    };
+    match path {
+        "/api" => Some(json!({"kind": "APIVersions", "versions": ["v1"],
+                              "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})),
+        "/api/v1" => resources("v1"),
+        "/apis" => {
+            let groups: Vec<Value> = RESOURCES
+                .iter()
+                .filter_map(|(gv, _)| gv.split_once('/'))
+                .map(|(group, version)| {
+                    let version = json!({"groupVersion": format!("{group}/{version}"), "version": version});
+                    json!({"name": group, "versions": [version], "preferredVersion": version})
+                })
+                .collect();
+            Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+        }
+        _ => path.strip_prefix("/apis/").filter(|gv| gv.matches('/').count() == 1).and_then(resources),
     }
 }
 
@@ -931,6 +1057,19 @@ impl State {
                 }),
             );
         }
+        if method == "GET"
+            && let Some(document) = discovery(path)
+        {
+            return json_response(StatusCode::OK, &document);
+        }
+        if method == "GET" && path == "/openapi/v2" {
+            // Rule 9: an OpenAPI document with no definitions (an empty protobuf message).
+            return Response::builder()
+                .status(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+                .body(Body::from(Vec::new()))
+                .unwrap_or_else(|_| Response::new(Body::from(Vec::new())));
+        }
         let proxy_prefix = format!("/api/v1/namespaces/{}/services/", self.namespace);
         if let Some(rest) = path.strip_prefix(&proxy_prefix)
             && let Some((service, sub)) = rest.split_once("/proxy")
@@ -985,9 +1124,47 @@ impl State {
                     .cloned()
                     .collect();
                 let version = self.next_version.to_string();
+                if matches!(query_param(query, "watch").as_deref(), Some("true" | "1")) {
+                    // Rule 9: a watch list (`sendInitialEvents=true`) gets the objects as ADDED events and the
+                    // bookmark that ends them; a watch from a resourceVersion gets the objects changed since as
+                    // MODIFIED events; then the server ends the watch.
+                    let initial = query_param(query, "sendInitialEvents").as_deref() == Some("true");
+                    let since: u64 =
+                        query_param(query, "resourceVersion").and_then(|v| v.parse().ok()).unwrap_or_default();
+                    let changed = |object: &&Value| {
+                        object["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse::<u64>().ok()) > Some(since)
+                    };
+                    let mut events: String = items
+                        .iter()
+                        .filter(|object| initial || changed(object))
+                        .map(|object| {
+                            let kind = if initial { "ADDED" } else { "MODIFIED" };
+                            format!("{}\n", json!({"type": kind, "object": object}))
+                        })
+                        .collect();
+                    if initial {
+                        let kind = items.first().map(|o| o["kind"].clone()).unwrap_or(json!("List"));
+                        let bookmark = json!({"type": "BOOKMARK", "object": {"kind": kind, "metadata": {
+                            "resourceVersion": version, "annotations": {"k8s.io/initial-events-end": "true"}}}});
+                        events.push_str(&format!("{bookmark}\n"));
+                    }
+                    return Response::builder()
+                        .status(StatusCode::OK)
+                        .header(http::header::CONTENT_TYPE, "application/json")
+                        .body(Body::from(events.into_bytes()))
+                        .unwrap_or_else(|_| Response::new(Body::from(Vec::new())));
+                }
+                // The list's kind is `<Kind>List` in the resource's group version, as typed clients decode it.
+                let (api_version, kind) = RESOURCES
+                    .iter()
+                    .find_map(|(gv, resources)| {
+                        resources.iter().find(|(name, _, _)| *name == resource).map(|(_, kind, _)| (*gv, *kind))
+                    })
+                    .map_or(("v1".to_owned(), "List".to_owned()), |(gv, kind)| (gv.to_owned(), format!("{kind}List")));
                 json_response(
                     StatusCode::OK,
-                    &json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": version}, "items": items}),
+                    &json!({"apiVersion": api_version, "kind": kind, "metadata": {"resourceVersion": version},
+                            "items": items}),
                 )
             }
             ("POST", None) => {
@@ -1025,6 +1202,10 @@ impl State {
         let not_found =
             || status_response(StatusCode::NOT_FOUND, "NotFound", &format!("{resource} \"{name}\" not found"));
         let Some(current) = self.objects.get(collection).and_then(|c| c.get(name)).cloned() else {
+            if method == "PATCH" && self.applying {
+                // Rule 9: an apply patch of an absent object creates it.
+                return self.route("POST", collection, "", body);
+            }
             return not_found();
         };
         let conflict = || {
