@@ -122,6 +122,20 @@ pub enum ClusterError {
         #[source]
         source: kube::Error,
     },
+    /// `cluster.chart_repository` is a directory without the pinned chart's archive.
+    #[error(
+        "cluster.chart_repository: no {} in {}: save it with `helm pull kube-prometheus-stack --repo \
+         https://prometheus-community.github.io/helm-charts --version {version} --destination {}`",
+        archive.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), dir.display(), dir.display()
+    )]
+    ChartMissing {
+        /// The archive looked for.
+        archive: PathBuf,
+        /// The pinned chart version.
+        version: String,
+        /// The configured directory.
+        dir: PathBuf,
+    },
     /// helm is not installed (or not where the configuration says).
     #[error("{}", helm_missing_message(configured.as_deref()))]
     HelmMissing {

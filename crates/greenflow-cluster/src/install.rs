@@ -15,10 +15,51 @@ use serde::Serialize;
 use crate::error::{ClusterError, api_code};
 use crate::kube_cluster::KubeCluster;
 
-/// The chart repository of kube-prometheus-stack.
-pub const CHART_REPO: &str = "https://prometheus-community.github.io/helm-charts";
-/// The chart's name in it.
+/// The chart's name in its repository.
 pub const CHART_NAME: &str = "kube-prometheus-stack";
+
+/// Where helm takes the chart from (`cluster.chart_repository`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChartSource {
+    /// A Helm repository URL (`--repo URL kube-prometheus-stack --version V`).
+    Repository(String),
+    /// An OCI registry URL (`oci://.../kube-prometheus-stack --version V`).
+    Oci(String),
+    /// A chart archive saved by `helm pull` (`kube-prometheus-stack-<version>.tgz` in the configured directory).
+    Archive(PathBuf),
+}
+
+impl ChartSource {
+    /// The source `cluster.chart_repository` names; a directory must hold the pinned version's archive.
+    pub fn locate(settings: &Settings) -> Result<Self, ClusterError> {
+        let cluster = &settings.config.cluster;
+        let repository = cluster.chart_repository.as_str();
+        if repository.starts_with("https://") || repository.starts_with("http://") {
+            return Ok(Self::Repository(repository.to_owned()));
+        }
+        if repository.starts_with("oci://") {
+            return Ok(Self::Oci(format!("{}/{CHART_NAME}", repository.trim_end_matches('/'))));
+        }
+        let dir = PathBuf::from(repository);
+        let dir = if dir.is_relative() { settings.project_dir.join(dir) } else { dir };
+        let archive = dir.join(format!("{CHART_NAME}-{}.tgz", cluster.chart_version));
+        if archive.is_file() {
+            Ok(Self::Archive(archive))
+        } else {
+            Err(ClusterError::ChartMissing { archive, version: cluster.chart_version.clone(), dir })
+        }
+    }
+
+    /// The chart reference and the flags that select it, for `helm upgrade --install`.
+    fn helm_args(&self, version: &str) -> Vec<String> {
+        let owned = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        match self {
+            Self::Repository(url) => owned(&[CHART_NAME, "--repo", url, "--version", version]),
+            Self::Oci(reference) => owned(&[reference, "--version", version]),
+            Self::Archive(path) => vec![path.display().to_string()],
+        }
+    }
+}
 
 /// The helm program.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +162,8 @@ pub struct InstallPlan {
     pub release: String,
     /// The pinned chart version.
     pub chart_version: String,
+    /// Where the chart comes from.
+    pub chart: ChartSource,
     /// The remote-write Secret's name.
     pub secret_name: String,
     /// The remote-write user name (stored in the Secret): the sink's writer, which may only remote-write.
@@ -151,6 +194,7 @@ impl InstallPlan {
     /// Finds helm only (for `uninstall`, which needs no values and so no sink address).
     pub fn without_values(settings: &Settings) -> Result<Self, ClusterError> {
         let helm = Helm::locate(settings)?;
+        let chart = ChartSource::locate(settings)?;
         let values = String::new();
         let cluster = &settings.config.cluster;
         Ok(Self {
@@ -158,6 +202,7 @@ impl InstallPlan {
             namespace: cluster.namespace.clone(),
             release: cluster.release.clone(),
             chart_version: cluster.chart_version.clone(),
+            chart,
             secret_name: cluster.remote_write_secret.clone(),
             username: settings.config.sink.writer_username(),
             values,
@@ -170,22 +215,9 @@ impl InstallPlan {
 
     /// The `helm upgrade --install` arguments, reading values from `values_file`.
     pub fn helm_args(&self, values_file: &Path) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "upgrade",
-            "--install",
-            &self.release,
-            CHART_NAME,
-            "--repo",
-            CHART_REPO,
-            "--version",
-            &self.chart_version,
-            "--namespace",
-            &self.namespace,
-            "--values",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+        let mut args: Vec<String> = ["upgrade", "--install", &self.release].iter().map(|s| (*s).to_owned()).collect();
+        args.extend(self.chart.helm_args(&self.chart_version));
+        args.extend(["--namespace", &self.namespace, "--values"].iter().map(|s| (*s).to_owned()));
         args.push(values_file.display().to_string());
         args.extend(self.context_args());
         args.extend(["--wait".to_owned(), "--timeout".to_owned(), "10m".to_owned()]);
@@ -309,9 +341,9 @@ impl KubeCluster {
         let helm = plan.helm.clone();
         let helm_version = blocking(move || helm.supported_version()).await?;
         let kubernetes_version = self.kubernetes_version().await?;
-        // An upgrade during a run would fight it: the chart's `replicas: 0` against the run's patch (a conflict with
-        // Helm 4's server-side apply, a scale-down mid-run with Helm 3's three-way merge). The namespace must exist
-        // for the Lease; creating it changes nothing a run uses.
+        // An upgrade during a run would fight it: Helm 4's server-side apply conflicts with the run's patch over
+        // `spec.replicas`; Helm 3's merge applies any other change of values to the running Prometheus. The
+        // namespace must exist for the Lease; creating it changes nothing a run uses.
         let namespace = self.ensure_namespace().await?;
         self.holding_the_lock(
             "cluster-install",

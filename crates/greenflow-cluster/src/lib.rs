@@ -24,7 +24,9 @@ pub mod testing;
 
 pub use diagnose::{SidecarState, last_remote_write_error, likely_cause};
 pub use error::ClusterError;
-pub use install::{Change, Helm, InstallPlan, InstallReport, UninstallReport, check_route_auth_key};
+pub use install::{
+    CHART_NAME, Change, ChartSource, Helm, InstallPlan, InstallReport, UninstallReport, check_route_auth_key,
+};
 pub use kube_cluster::{ClusterNames, KubeCluster, connect};
 pub use lease::LeaseInfo;
 pub use prometheus::{

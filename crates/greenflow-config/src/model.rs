@@ -515,6 +515,10 @@ pub struct ClusterConfig {
     pub release: String,
     /// The kube-prometheus-stack chart version to install.
     pub chart_version: String,
+    /// Where the chart comes from: a Helm repository (`https://...`), an OCI registry (`oci://...`, the chart is
+    /// `<it>/kube-prometheus-stack`), or a directory holding `kube-prometheus-stack-<chart_version>.tgz` (what
+    /// `helm pull` saves), for clusters that cannot reach the repository.
+    pub chart_repository: String,
     /// Value of the `greenflow_deployment` label on every sample (e.g. the site: `g5k-nancy`).
     pub deployment: String,
     /// Scrape interval of Prometheus and node-exporter in the cluster.
@@ -767,6 +771,7 @@ impl Default for ClusterConfig {
             namespace: "monitoring".into(),
             release: "greenflow".into(),
             chart_version: "88.5.3".into(),
+            chart_repository: "https://prometheus-community.github.io/helm-charts".into(),
             deployment: "default".into(),
             scrape_interval: Duration::from_secs(5),
             node_selector: Default::default(),
@@ -823,6 +828,19 @@ impl ClusterConfig {
                 "cluster.chart_version",
                 &self.chart_version,
                 "give a chart version such as 88.5.3",
+            ));
+        }
+        let repository = self.chart_repository.trim();
+        let url = ["https://", "http://", "oci://"].iter().find_map(|scheme| repository.strip_prefix(scheme));
+        if repository.is_empty()
+            || repository != self.chart_repository
+            || url.is_some_and(|rest| rest.is_empty() || rest.contains(char::is_whitespace))
+        {
+            return Err(ConfigError::value(
+                "cluster.chart_repository",
+                &self.chart_repository,
+                "give a Helm repository URL (https://prometheus-community.github.io/helm-charts), an oci:// URL, \
+                 or a directory holding kube-prometheus-stack-<chart_version>.tgz",
             ));
         }
         validate_plain_text("cluster.deployment", &self.deployment)?;

@@ -367,6 +367,8 @@ const ROWS: &[Row] = &[
     ),
     row(VALUES, "cluster:\n  remote_write_secret: '-secret'\n", NO_ENV, &["cluster.remote_write_secret", "Kubernetes"]),
     row(VALUES, "cluster:\n  chart_version: latest\n", NO_ENV, &["cluster.chart_version", "88.5.3"]),
+    row(VALUES, "cluster:\n  chart_repository: 'https://'\n", NO_ENV, &["cluster.chart_repository", "oci://"]),
+    row(VALUES, "cluster:\n  chart_repository: ''\n", NO_ENV, &["cluster.chart_repository", "helm-charts"]),
     row(VALUES, "cluster:\n  storage:\n    size: lots\n", NO_ENV, &["cluster.storage.size", "10Gi"]),
     row(VALUES, "cluster:\n  storage:\n    size: 10GB\n", NO_ENV, &["cluster.storage.size", "10Gi"]),
     row(VALUES, "cluster:\n  storage:\n    size: 10Gi\n    class: Fast_SSD\n", NO_ENV, &["cluster.storage.class"]),

@@ -40,6 +40,20 @@ fn dry_run_prints_the_helm_command_and_values_with_the_password_redacted() {
 }
 
 #[test]
+fn a_chart_directory_without_the_pinned_archive_names_helm_pull() {
+    let project = Project::with_config("  public_host: sink.example.org\ncluster:\n  chart_repository: charts\n")
+        .env("GREENFLOW_SINK_PASSWORD", PASSWORD);
+    std::fs::create_dir(project.path().join("charts")).unwrap();
+    let kubeconfig = unreachable_kubeconfig(&project);
+    let output = project.cmd(&["cluster", "install", "--dry-run"]).env("KUBECONFIG", &kubeconfig).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let err = String::from_utf8(output.stderr).unwrap();
+    assert!(err.contains("cluster.chart_repository: no kube-prometheus-stack-88.5.3.tgz in"), "{err}");
+    assert!(err.contains("helm pull kube-prometheus-stack") && err.contains("--version 88.5.3"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
 fn install_without_helm_names_the_fix_before_touching_the_cluster() {
     let project = Project::with_config("  public_host: laptop.tail1234.ts.net\n");
     let kubeconfig = unreachable_kubeconfig(&project);
