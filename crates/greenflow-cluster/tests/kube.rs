@@ -657,8 +657,8 @@ async fn uninstall_is_refused_while_a_run_holds_the_lock() {
 
 #[tokio::test]
 async fn install_is_refused_while_a_run_holds_the_lock() {
-    // Helm 4's server-side apply would conflict over spec.replicas with the run's patch; Helm 3's three-way merge
-    // would set it back to 0 mid-run. Either way: not during a run.
+    // Helm 4's server-side apply would conflict over spec.replicas with the run's patch; Helm 3's merge would apply
+    // any other change of values to the running Prometheus. Either way: not during a run.
     let project = Project::new("");
     let bin = project.fake_helm();
     let settings = project.settings(&bin.display().to_string());
