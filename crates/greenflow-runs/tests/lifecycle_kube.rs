@@ -569,6 +569,36 @@ async fn a_slow_scale_up_keeps_the_lock_renewed_throughout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_after_90_s_with_a_60_s_lease_keeps_the_lock() {
+    // The case as a real cluster gives it, at real scale: a node pulling Prometheus' image for 90 s while the Lease
+    // lasts 60 s. A rival that starts watching at 65 s (when an unrenewed lock would have lapsed) sees it renewed.
+    let timing = Timing { pod_ready_after: Duration::from_secs(90), ..Timing::default() };
+    let setup =
+        Setup::new(FakeApiServer::new("monitoring", "greenflow").with_timing(timing), Generation::PerQueue, 0).await;
+    let rival = {
+        let fake = setup.fake.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(65)).await;
+            let cluster = fake.cluster().with_lease_duration(Duration::from_secs(60));
+            cluster.acquire_lease_waiting("20261125T100000Z-rival@other", &|_| {}).await
+        })
+    };
+    let cluster = setup.fake.cluster().with_lease_duration(Duration::from_secs(60));
+    let (_tx, interrupts) = Interrupts::manual();
+    let mut req = request(Workload::For(Duration::from_secs(1)));
+    req.ready_timeout = Duration::from_secs(150);
+    let record = setup.run_with(&req, None, cluster, interrupts).await.unwrap();
+    assert_eq!(record.status, RunStatus::Complete, "{record:?}\n{}", said(&setup));
+    let rival = rival.await.unwrap();
+    assert!(
+        matches!(rival, Err(greenflow_cluster::ClusterError::LockHeld { .. })),
+        "the rival took the lock: {rival:?}"
+    );
+    let renewals = setup.methods().iter().filter(|m| *m == "PUT greenflow-experiment").count();
+    assert!(renewals >= 4, "renewed every 20 s over 90 s: {renewals} times: {:?}", setup.methods());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_lock_stops_the_run_and_leaves_prometheus_to_its_new_holder() {
     let setup = Setup::new(FakeApiServer::new("monitoring", "greenflow"), Generation::PerQueue, 0).await;
     let thief = {
