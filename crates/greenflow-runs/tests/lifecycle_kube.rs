@@ -539,24 +539,25 @@ async fn a_run_started_while_the_previous_pod_terminates_waits_for_it() {
     assert!(said(&setup).contains("still stopping"), "{}", said(&setup));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_scale_up_keeps_the_lock_renewed_throughout() {
-    // Readiness 4 s after the patch with a 1 s lease: nothing but the renewal timer keeps the lock meanwhile.
-    let timing = Timing { pod_ready_after: Duration::from_secs(4), ..Timing::default() };
+/// A scale-up whose pod turns ready `ready_after` the patch, under a Lease of `lease`; a rival starts taking the lock
+/// at `rival_at` (when an unrenewed lock would have lapsed). Only the renewal timer keeps the lock meanwhile: the run
+/// completes, the rival is refused, and the Lease was renewed at least `renewals` times.
+async fn slow_scale_up_keeps_the_lock(ready_after: Duration, lease: Duration, rival_at: Duration, renewals: usize) {
+    let timing = Timing { pod_ready_after: ready_after, ..Timing::default() };
     let setup =
         Setup::new(FakeApiServer::new("monitoring", "greenflow").with_timing(timing), Generation::PerQueue, 0).await;
     let rival = {
         let fake = setup.fake.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            let cluster = fake.cluster().with_lease_duration(Duration::from_secs(1));
+            tokio::time::sleep(rival_at).await;
+            let cluster = fake.cluster().with_lease_duration(lease);
             cluster.acquire_lease_waiting("20261125T100000Z-rival@other", &|_| {}).await
         })
     };
-    let cluster = setup.fake.cluster().with_lease_duration(Duration::from_secs(1));
+    let cluster = setup.fake.cluster().with_lease_duration(lease);
     let (_tx, interrupts) = Interrupts::manual();
     let mut req = request(Workload::For(Duration::from_secs(1)));
-    req.ready_timeout = Duration::from_secs(10);
+    req.ready_timeout = ready_after * 2;
     let record = setup.run_with(&req, None, cluster, interrupts).await.unwrap();
     assert_eq!(record.status, RunStatus::Complete, "{record:?}\n{}", said(&setup));
     let rival = rival.await.unwrap();
@@ -564,38 +565,21 @@ async fn a_slow_scale_up_keeps_the_lock_renewed_throughout() {
         matches!(rival, Err(greenflow_cluster::ClusterError::LockHeld { .. })),
         "the rival took the lock: {rival:?}"
     );
-    let renewals = setup.methods().iter().filter(|m| *m == "PUT greenflow-experiment").count();
-    assert!(renewals >= 4, "renewed {renewals} times: {:?}", setup.methods());
+    let renewed = setup.methods().iter().filter(|m| *m == "PUT greenflow-experiment").count();
+    assert!(renewed >= renewals, "renewed {renewed} times: {:?}", setup.methods());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_scale_up_keeps_the_lock_renewed_throughout() {
+    // Readiness 4 s after the patch with a 1 s lease.
+    slow_scale_up_keeps_the_lock(Duration::from_secs(4), Duration::from_secs(1), Duration::from_millis(1500), 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_after_90_s_with_a_60_s_lease_keeps_the_lock() {
     // The case as a real cluster gives it, at real scale: a node pulling Prometheus' image for 90 s while the Lease
-    // lasts 60 s. A rival that starts watching at 65 s (when an unrenewed lock would have lapsed) sees it renewed.
-    let timing = Timing { pod_ready_after: Duration::from_secs(90), ..Timing::default() };
-    let setup =
-        Setup::new(FakeApiServer::new("monitoring", "greenflow").with_timing(timing), Generation::PerQueue, 0).await;
-    let rival = {
-        let fake = setup.fake.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(65)).await;
-            let cluster = fake.cluster().with_lease_duration(Duration::from_secs(60));
-            cluster.acquire_lease_waiting("20261125T100000Z-rival@other", &|_| {}).await
-        })
-    };
-    let cluster = setup.fake.cluster().with_lease_duration(Duration::from_secs(60));
-    let (_tx, interrupts) = Interrupts::manual();
-    let mut req = request(Workload::For(Duration::from_secs(1)));
-    req.ready_timeout = Duration::from_secs(150);
-    let record = setup.run_with(&req, None, cluster, interrupts).await.unwrap();
-    assert_eq!(record.status, RunStatus::Complete, "{record:?}\n{}", said(&setup));
-    let rival = rival.await.unwrap();
-    assert!(
-        matches!(rival, Err(greenflow_cluster::ClusterError::LockHeld { .. })),
-        "the rival took the lock: {rival:?}"
-    );
-    let renewals = setup.methods().iter().filter(|m| *m == "PUT greenflow-experiment").count();
-    assert!(renewals >= 4, "renewed every 20 s over 90 s: {renewals} times: {:?}", setup.methods());
+    // lasts 60 s (renewed every 20 s); the rival starts watching at 65 s.
+    slow_scale_up_keeps_the_lock(Duration::from_secs(90), Duration::from_secs(60), Duration::from_secs(65), 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

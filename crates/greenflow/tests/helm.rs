@@ -112,17 +112,31 @@ async fn scale_up_as_a_run(fake: &FakeApiServer) {
     assert_eq!(replicas(fake), Some(1));
 }
 
-async fn install_creates_the_release_and_is_refused_during_a_run(major: u32) {
+/// A fake cluster after a first `greenflow cluster install` with Helm `major`.
+struct Installed {
+    helm: PathBuf,
+    helm_name: String,
+    fake: FakeApiServer,
+    project: Project,
+    kubeconfig: PathBuf,
+    first: Output,
+}
+
+async fn installed(major: u32) -> Installed {
     let helm = helm(major);
     let helm_name = format!("Helm {major}");
     let fake = FakeApiServer::new(NAMESPACE, RELEASE).without_prometheus();
     let url = fake.serve_http().await.unwrap();
     let (project, kubeconfig) = project(&fake, &url, &helm);
-
     let mut install = project.cmd(&["cluster", "install"]);
     install.env("KUBECONFIG", &kubeconfig);
     let first = output(install).await;
     assert!(first.status.success(), "{helm_name}: {}\nrequests: {}", describe(&first), paths(&fake));
+    Installed { helm, helm_name, fake, project, kubeconfig, first }
+}
+
+async fn install_creates_the_release_and_is_refused_during_a_run(major: u32) {
+    let Installed { helm_name, fake, project, kubeconfig, first, .. } = installed(major).await;
     let text = format!("{}{}", String::from_utf8_lossy(&first.stdout), String::from_utf8_lossy(&first.stderr));
     assert!(!text.contains(PASSWORD), "{text}");
     let prometheus = fake.prometheus().expect("the chart's Prometheus resource was created");
@@ -175,15 +189,7 @@ async fn helm_3_installs_the_chart_and_is_kept_away_from_a_run() {
 
 /// What the lock prevents: each helm run straight over a run's scale-up.
 async fn helm_upgrade_over_a_run(major: u32) -> (Output, Option<i64>) {
-    let helm = helm(major);
-    let helm_name = format!("Helm {major}");
-    let fake = FakeApiServer::new(NAMESPACE, RELEASE).without_prometheus();
-    let url = fake.serve_http().await.unwrap();
-    let (project, kubeconfig) = project(&fake, &url, &helm);
-    let mut install = project.cmd(&["cluster", "install"]);
-    install.env("KUBECONFIG", &kubeconfig);
-    let first = output(install).await;
-    assert!(first.status.success(), "{helm_name}: {}\nrequests: {}", describe(&first), paths(&fake));
+    let Installed { helm, fake, project, kubeconfig, .. } = installed(major).await;
     scale_up_as_a_run(&fake).await;
     let chart = project.path().join("values.yaml");
     std::fs::write(&chart, "prometheus:\n  prometheusSpec:\n    replicas: 0\n").unwrap();
