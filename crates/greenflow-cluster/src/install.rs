@@ -30,23 +30,31 @@ pub enum ChartSource {
 }
 
 impl ChartSource {
-    /// The source `cluster.chart_repository` names; a directory must hold the pinned version's archive.
-    pub fn locate(settings: &Settings) -> Result<Self, ClusterError> {
+    /// The source `cluster.chart_repository` names (a directory: the pinned version's archive in it).
+    pub fn from_settings(settings: &Settings) -> Self {
         let cluster = &settings.config.cluster;
         let repository = cluster.chart_repository.as_str();
         if repository.starts_with("https://") || repository.starts_with("http://") {
-            return Ok(Self::Repository(repository.to_owned()));
+            return Self::Repository(repository.to_owned());
         }
         if repository.starts_with("oci://") {
-            return Ok(Self::Oci(format!("{}/{CHART_NAME}", repository.trim_end_matches('/'))));
+            return Self::Oci(format!("{}/{CHART_NAME}", repository.trim_end_matches('/')));
         }
         let dir = PathBuf::from(repository);
         let dir = if dir.is_relative() { settings.project_dir.join(dir) } else { dir };
-        let archive = dir.join(format!("{CHART_NAME}-{}.tgz", cluster.chart_version));
-        if archive.is_file() {
-            Ok(Self::Archive(archive))
-        } else {
-            Err(ClusterError::ChartMissing { archive, version: cluster.chart_version.clone(), dir })
+        Self::Archive(dir.join(format!("{CHART_NAME}-{}.tgz", cluster.chart_version)))
+    }
+
+    /// Fails with [`ClusterError::ChartMissing`] when the source is an archive that is not there (a repository is
+    /// helm's to reach).
+    pub fn check(&self, version: &str) -> Result<(), ClusterError> {
+        match self {
+            Self::Archive(archive) if !archive.is_file() => Err(ClusterError::ChartMissing {
+                archive: archive.clone(),
+                version: version.to_owned(),
+                dir: archive.parent().map(Path::to_path_buf).unwrap_or_default(),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -181,9 +189,11 @@ pub struct InstallPlan {
 }
 
 impl InstallPlan {
-    /// Finds helm and renders the values (`sink_ip`: see [`crate::route`]); fails before anything is changed.
+    /// Finds helm and the chart and renders the values (`sink_ip`: see [`crate::route`]); fails before anything is
+    /// changed.
     pub fn new(settings: &Settings, sink_ip: Option<std::net::IpAddr>) -> Result<Self, ClusterError> {
         let mut plan = Self::without_values(settings)?;
+        plan.chart.check(&plan.chart_version)?;
         let route = crate::route(settings, sink_ip)?;
         plan.auth_key_secret = route.sidecar.as_ref().map(|s| s.auth_key_secret.clone());
         plan.route = Some(route);
@@ -191,10 +201,10 @@ impl InstallPlan {
         Ok(plan)
     }
 
-    /// Finds helm only (for `uninstall`, which needs no values and so no sink address).
+    /// Finds helm only (for `uninstall`, which needs no values, no sink address and no chart).
     pub fn without_values(settings: &Settings) -> Result<Self, ClusterError> {
         let helm = Helm::locate(settings)?;
-        let chart = ChartSource::locate(settings)?;
+        let chart = ChartSource::from_settings(settings);
         let values = String::new();
         let cluster = &settings.config.cluster;
         Ok(Self {
@@ -610,7 +620,25 @@ pub fn helm_env(
 
 #[cfg(test)]
 mod tests {
-    use super::helm_env;
+    use super::{ChartSource, helm_env};
+
+    #[test]
+    fn each_chart_source_names_the_chart_its_own_way() {
+        let args = |source: ChartSource| source.helm_args("88.5.3");
+        assert_eq!(
+            args(ChartSource::Repository("https://charts.example.org".into())),
+            ["kube-prometheus-stack", "--repo", "https://charts.example.org", "--version", "88.5.3"]
+        );
+        assert_eq!(
+            args(ChartSource::Oci("oci://ghcr.io/lab/kube-prometheus-stack".into())),
+            ["oci://ghcr.io/lab/kube-prometheus-stack", "--version", "88.5.3"]
+        );
+        // A local archive carries its version: helm takes no --version for it.
+        assert_eq!(
+            args(ChartSource::Archive("/srv/charts/kube-prometheus-stack-88.5.3.tgz".into())),
+            ["/srv/charts/kube-prometheus-stack-88.5.3.tgz"]
+        );
+    }
 
     #[test]
     fn helm_gets_its_own_and_the_kubeconfig_s_variables_and_no_secret() {
