@@ -367,3 +367,26 @@ pub fn nix_hash(path: &Path) -> String {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_import_of_a_run_the_sink_re_rounded_writes_nothing() {
+    // One series whose small values and one huge value reach the first sink in two imports (two parts, each block
+    // with its own decimal exponent, so exact) and the second sink in one (one block: the small values lose digits).
+    let window = window();
+    let labels: Labels =
+        [("__name__".to_owned(), "mixed_magnitudes".to_owned()), ("greenflow_run".to_owned(), RUN.to_owned())].into();
+    let small: Vec<Sample> = (0..20).map(|n| (window.from_ms + 1_000 * n, 0.123_456_789_012_3 + n as f64)).collect();
+    let huge: Vec<Sample> = vec![(window.from_ms + 30_000, 9.876_543_210_987e15)];
+    let first = Vm::start(&programs("GREENFLOW_TEST_PROGRAMS"), true);
+    first.import(&format!("{}\n", render_line(&labels, &small, ValueSpelling::Import)));
+    first.import(&format!("{}\n", render_line(&labels, &huge, ValueSpelling::Import)));
+    let out = tempfile::tempdir().unwrap();
+    let a = make_archive(&first, &record(window), window, out.path()).await;
+    assert_eq!(a.manifest.samples, 21);
+
+    let other = Vm::start(&programs("GREENFLOW_TEST_OTHER_PROGRAMS"), true);
+    let (_, imported) = greenflow_data::import(&a.dir, &other.endpoint(), false).await.unwrap();
+    assert!(matches!(imported, Imported::WrittenRounded { .. }), "the values came back re-rounded: {imported:?}");
+    let (_, again) = greenflow_data::import(&a.dir, &other.endpoint(), false).await.unwrap();
+    assert_eq!(again, Imported::AlreadyThere, "the sink holds the run as it rounded it: nothing to write");
+}
