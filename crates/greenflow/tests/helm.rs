@@ -72,8 +72,9 @@ fn chart_dir(helm: &Path, dir: &Path) -> PathBuf {
     charts
 }
 
-/// A project whose cluster is the fake at `url`, installing with `helm` from a chart directory.
-fn project(fake: &FakeApiServer, url: &str, helm: &Path) -> (Project, PathBuf) {
+/// A project whose cluster is the fake at `url`, installing with `helm` from a chart directory; with its kubeconfig
+/// and that directory.
+fn project(fake: &FakeApiServer, url: &str, helm: &Path) -> (Project, PathBuf, PathBuf) {
     let scratch = tempfile::tempdir().unwrap().keep();
     let charts = chart_dir(helm, &scratch);
     let project = Project::with_config(&format!(
@@ -84,7 +85,7 @@ fn project(fake: &FakeApiServer, url: &str, helm: &Path) -> (Project, PathBuf) {
     .env("GREENFLOW_SINK_PASSWORD", PASSWORD);
     let kubeconfig = project.path().join("kubeconfig");
     std::fs::write(&kubeconfig, fake.kubeconfig(url)).unwrap();
-    (project, kubeconfig)
+    (project, kubeconfig, charts)
 }
 
 /// Runs a blocking command from async code (the fake answers on the runtime meanwhile).
@@ -119,6 +120,7 @@ struct Installed {
     fake: FakeApiServer,
     project: Project,
     kubeconfig: PathBuf,
+    charts: PathBuf,
     first: Output,
 }
 
@@ -127,12 +129,12 @@ async fn installed(major: u32) -> Installed {
     let helm_name = format!("Helm {major}");
     let fake = FakeApiServer::new(NAMESPACE, RELEASE).without_prometheus();
     let url = fake.serve_http().await.unwrap();
-    let (project, kubeconfig) = project(&fake, &url, &helm);
+    let (project, kubeconfig, charts) = project(&fake, &url, &helm);
     let mut install = project.cmd(&["cluster", "install"]);
     install.env("KUBECONFIG", &kubeconfig);
     let first = output(install).await;
     assert!(first.status.success(), "{helm_name}: {}\nrequests: {}", describe(&first), paths(&fake));
-    Installed { helm, helm_name, fake, project, kubeconfig, first }
+    Installed { helm, helm_name, fake, project, kubeconfig, charts, first }
 }
 
 async fn install_creates_the_release_and_is_refused_during_a_run(major: u32) {
@@ -189,11 +191,11 @@ async fn helm_3_installs_the_chart_and_is_kept_away_from_a_run() {
 
 /// What the lock prevents: each helm run straight over a run's scale-up.
 async fn helm_upgrade_over_a_run(major: u32) -> (Output, Option<i64>) {
-    let Installed { helm, fake, project, kubeconfig, .. } = installed(major).await;
+    let Installed { helm, fake, project, kubeconfig, charts, .. } = installed(major).await;
     scale_up_as_a_run(&fake).await;
     let chart = project.path().join("values.yaml");
     std::fs::write(&chart, "prometheus:\n  prometheusSpec:\n    replicas: 0\n").unwrap();
-    let archive = std::fs::read_dir(project_charts(&project)).unwrap().next().unwrap().unwrap().path();
+    let archive = std::fs::read_dir(&charts).unwrap().next().unwrap().unwrap().path();
     let mut upgrade = std::process::Command::new(&helm);
     upgrade
         .args(["upgrade", "--install", RELEASE])
@@ -203,13 +205,6 @@ async fn helm_upgrade_over_a_run(major: u32) -> (Output, Option<i64>) {
         .env("KUBECONFIG", &kubeconfig);
     let upgraded = output(upgrade).await;
     (upgraded, replicas(&fake))
-}
-
-/// The chart directory named in the project's configuration.
-fn project_charts(project: &Project) -> PathBuf {
-    let config = std::fs::read_to_string(project.path().join("greenflow.yaml")).unwrap();
-    let line = config.lines().find_map(|l| l.trim().strip_prefix("chart_repository: ")).unwrap();
-    PathBuf::from(line)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
