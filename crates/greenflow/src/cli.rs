@@ -123,8 +123,10 @@ pub enum Command {
     ///   nix-store --add-fixed --recursive sha256 archives/greenflow-run-kafka-baseline-20261202T090000Z-0a1b
     #[command(verbatim_doc_comment, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Archive(ArchiveArgs),
-    /// Load a run's archive into a sink: checks every checksum first, writes nothing the sink holds already,
-    /// reads the run back to compare with the manifest, and restores the run record.
+    /// Load a run's archive into a sink, verified before and after.
+    ///
+    /// Checks every checksum first, writes nothing the sink holds already, reads the run back to compare with the
+    /// manifest, and restores the run record.
     ///
     /// Examples:
     ///   greenflow import archives/greenflow-run-kafka-baseline-20261202T090000Z-0a1b
@@ -256,9 +258,11 @@ pub enum BenchCommand {
     /// Caddy with auth vs straight into VictoriaMetrics; whole `greenflow run` lifecycles on the local back-end;
     /// medians.
     Drain(BenchDrainArgs),
-    /// Remote-write throughput at cluster scale: synthetic scrape targets, the real Prometheus agent with the queue
-    /// settings greenflow renders, writing through Caddy with auth vs straight into VictoriaMetrics in alternating
-    /// rounds; samples/s counted by VictoriaMetrics, whether the queue kept up, CPU per million samples; medians.
+    /// Remote-write throughput at cluster scale, through Caddy with auth vs straight into VictoriaMetrics.
+    ///
+    /// Synthetic scrape targets, the real Prometheus agent with the queue settings greenflow renders, writing
+    /// through the sink and straight into VictoriaMetrics in alternating rounds; samples/s counted by
+    /// VictoriaMetrics, whether the queue kept up, CPU per million samples; medians.
     ///
     /// Examples:
     ///   greenflow bench ingest                      # 100 targets x 2000 series every 1s: 200k samples/s
@@ -266,7 +270,9 @@ pub enum BenchCommand {
     ///   greenflow bench ingest --max                # raise the rate until the queue falls behind
     #[command(verbatim_doc_comment)]
     Ingest(BenchIngestArgs),
-    /// Runs as data on a synthetic run in a bare VictoriaMetrics: `greenflow export` vs a plain download of the same
+    /// Runs as data: export, copy and NAR hashing of a synthetic run, each against its baseline.
+    ///
+    /// On a synthetic run in a bare VictoriaMetrics: `greenflow export` vs a plain download of the same
     /// /api/v1/export (throughput, and peak memory at two run sizes), archive + import into a second
     /// VictoriaMetrics vs `vmctl vm-native` (when installed), NAR hashing vs `nix hash path` (when installed);
     /// medians.
@@ -580,9 +586,11 @@ pub enum ClusterCommand {
     /// Remove the release (helm uninstall), the remote-write Secret and the experiment lock; keeps the namespace.
     /// Refused while a run holds the lock.
     Uninstall(ClusterUninstallArgs),
-    /// Print the least-privilege Role (in cluster.namespace) and ClusterRole that greenflow's own requests need,
-    /// each rule commented with the commands that use it. `helm upgrade --install` itself needs more (the chart
-    /// creates CRDs and ClusterRoles): a cluster administrator runs the first install.
+    /// Print the least-privilege Role and ClusterRole that greenflow's own requests need.
+    ///
+    /// The Role lives in cluster.namespace; each rule is commented with the commands that use it.
+    /// `helm upgrade --install` itself needs more (the chart creates CRDs and ClusterRoles): a cluster
+    /// administrator runs the first install.
     ///
     /// Example:
     ///   greenflow cluster rbac | kubectl apply -f -
@@ -673,6 +681,24 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every command's summary (the `about` that lists show) is one line: verbatim doc comments keep the source's
+    /// line breaks, which a wrapped first paragraph would print mid-list.
+    #[test]
+    fn every_command_summary_is_one_line() {
+        fn walk(command: &clap::Command, path: &str, bad: &mut Vec<String>) {
+            for sub in command.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_some_and(|about| about.to_string().contains('\n')) {
+                    bad.push(path.clone());
+                }
+                walk(sub, &path, bad);
+            }
+        }
+        let mut bad = Vec::new();
+        walk(&<Cli as clap::CommandFactory>::command(), "greenflow", &mut bad);
+        assert!(bad.is_empty(), "summaries over several lines: {bad:?}");
+    }
 
     #[test]
     fn durations_are_positive_and_bounded() {
