@@ -339,8 +339,9 @@ impl greenflow_runs::Reporter for Recorder {
     }
 }
 
-/// When the stand-in's agent reached each step, as seen by polling it every 50 ms.
-#[derive(Debug, Default, Clone, Copy)]
+/// When the stand-in's agent reached each step, as seen by polling it every 50 ms, and where its part of the
+/// freshness goes while the workload runs (polled every 250 ms).
+#[derive(Debug, Default, Clone)]
 struct AgentSteps {
     /// `/-/ready` answered.
     ready: Option<Instant>,
@@ -348,12 +349,30 @@ struct AgentSteps {
     first_scrape: Option<Instant>,
     /// The first batch was sent (`prometheus_remote_storage_samples_total` > 0).
     first_send: Option<Instant>,
+    /// Age of the newest sample the agent appended (now − its highest timestamp): the scrape's own share.
+    appended_ages: Vec<Duration>,
+    /// Newest appended − newest sent timestamp: how far the queue's sending trails the scrapes.
+    send_lags: Vec<Duration>,
 }
 
-/// Polls the agent at `addr` until its first send (or `done`).
-async fn watch_agent(addr: String, done: Arc<AtomicBool>) -> AgentSteps {
+/// Polls the agent at `addr` until `done`: every 50 ms until its first send, then every 250 ms while `running`.
+async fn watch_agent(addr: String, done: Arc<AtomicBool>, running: Arc<AtomicBool>) -> AgentSteps {
     let mut steps = AgentSteps::default();
-    while !done.load(Ordering::SeqCst) && steps.first_send.is_none() {
+    while !done.load(Ordering::SeqCst) {
+        if steps.first_send.is_some() {
+            if running.load(Ordering::SeqCst)
+                && let Ok(text) = target::get(&addr, "/metrics").await
+                && let Ok(q) = parse_queue_metrics(&text, "greenflow-sink")
+                && q.highest_sent_timestamp > 0.0
+            {
+                let now = OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;
+                steps.appended_ages.push(Duration::from_secs_f64((now - q.highest_timestamp).max(0.0)));
+                let lag = q.highest_timestamp - q.highest_sent_timestamp;
+                steps.send_lags.push(Duration::from_secs_f64(lag.max(0.0)));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        }
         if steps.ready.is_none() {
             if target::get(&addr, "/-/ready").await.is_ok() {
                 steps.ready = Some(Instant::now());
@@ -382,6 +401,9 @@ struct RunFigures {
     drain: Duration,
     /// Ages of the newest visible sample, polled every 250 ms while the workload ran.
     ages: Vec<Duration>,
+    /// The agent's share of those ages: its newest appended sample's age, and how far sending trailed it.
+    appended_ages: Vec<Duration>,
+    send_lags: Vec<Duration>,
     /// The lifecycle's own "first sample in the sink N s after scale-up".
     first_sample: Option<Duration>,
     /// Seconds after the scale-up began: agent ready, first scrape, first send, first sample visible.
@@ -442,8 +464,11 @@ async fn measured_run(
             ages
         })
     };
-    let agent =
-        tokio::spawn(watch_agent(format!("127.0.0.1:{}", settings.config.local.prometheus_port), Arc::clone(&done)));
+    let agent = tokio::spawn(watch_agent(
+        format!("127.0.0.1:{}", settings.config.local.prometheus_port),
+        Arc::clone(&done),
+        Arc::clone(&recorder.running),
+    ));
     let record = lifecycle::run(&mut backend, &mut ctx, &request).await;
     done.store(true, Ordering::SeqCst);
     let ages = poller.await.unwrap_or_default();
@@ -460,6 +485,8 @@ async fn measured_run(
     Ok(RunFigures {
         drain: Duration::from_secs_f64(drain.seconds),
         ages,
+        appended_ages: steps.appended_ages,
+        send_lags: steps.send_lags,
         first_sample: waiting.zip(visible).map(|(w, v)| v.saturating_duration_since(w)),
         parts: [after(steps.ready), after(waiting), after(steps.first_scrape), after(steps.first_send), after(visible)],
     })
@@ -471,6 +498,9 @@ struct PathRuns {
     drain: Vec<Duration>,
     p50: Vec<Duration>,
     p90: Vec<Duration>,
+    /// Per run: the p50 of the agent's newest appended sample's age, and the p50 of its send lag.
+    appended_p50: Vec<Duration>,
+    send_lag_p50: Vec<Duration>,
     first: Vec<Duration>,
     parts: [Vec<f64>; 5],
     json: Vec<serde_json::Value>,
@@ -483,6 +513,10 @@ impl PathRuns {
         self.drain.push(figures.drain);
         self.p50.push(p50);
         self.p90.push(p90);
+        let appended_p50 = quantile(&mut figures.appended_ages, 0.5);
+        let send_lag_p50 = quantile(&mut figures.send_lags, 0.5);
+        self.appended_p50.extend(appended_p50);
+        self.send_lag_p50.extend(send_lag_p50);
         if let Some(first) = figures.first_sample {
             self.first.push(first);
         }
@@ -496,10 +530,18 @@ impl PathRuns {
             "freshness_p50_seconds": p50.as_secs_f64(),
             "freshness_p90_seconds": p90.as_secs_f64(),
             "freshness_samples": figures.ages.len(),
+            "agent_newest_appended_age_p50_seconds": appended_p50.map(|d| d.as_secs_f64()),
+            "agent_send_lag_p50_seconds": send_lag_p50.map(|d| d.as_secs_f64()),
             "first_sample_after_scale_up_seconds": figures.first_sample.map(|d| d.as_secs_f64()),
             "seconds_after_scale_up_began": PARTS.iter().zip(figures.parts).map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         }));
         Ok(())
+    }
+
+    /// Medians over the runs of the agent's two shares of the freshness: appended age, send lag.
+    fn agent_medians(&mut self) -> (Option<Duration>, Option<Duration>) {
+        let or_none = |v: &mut Vec<Duration>| (!v.is_empty()).then(|| median(v));
+        (or_none(&mut self.appended_p50), or_none(&mut self.send_lag_p50))
     }
 
     fn medians(&mut self) -> (Duration, Duration, Duration, Option<Duration>, serde_json::Value) {
@@ -572,6 +614,8 @@ pub async fn drain(settings: &Settings, args: &BenchDrainArgs) -> anyhow::Result
     let (mut direct, mut through) = outcome?;
     let (drain_direct, p50_direct, p90_direct, first_direct, parts_direct) = direct.medians();
     let (drain_sink, p50_sink, p90_sink, first_sink, parts_sink) = through.medians();
+    let (appended_direct, lag_direct) = direct.agent_medians();
+    let (appended_sink, lag_sink) = through.agent_medians();
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
     let opt_ratio = |a: Option<Duration>, b: Option<Duration>| a.zip(b).map(|(a, b)| ratio(a, b));
     let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
@@ -589,6 +633,10 @@ pub async fn drain(settings: &Settings, args: &BenchDrainArgs) -> anyhow::Result
                 "freshness_p50_through_sink": p50_sink.as_secs_f64(),
                 "freshness_p90_direct": p90_direct.as_secs_f64(),
                 "freshness_p90_through_sink": p90_sink.as_secs_f64(),
+                "agent_newest_appended_age_p50_direct": secs(appended_direct),
+                "agent_newest_appended_age_p50_through_sink": secs(appended_sink),
+                "agent_send_lag_p50_direct": secs(lag_direct),
+                "agent_send_lag_p50_through_sink": secs(lag_sink),
                 "first_sample_after_scale_up_direct": secs(first_direct),
                 "first_sample_after_scale_up_through_sink": secs(first_sink),
                 "drain_direct": drain_direct.as_secs_f64(),
@@ -601,6 +649,7 @@ pub async fn drain(settings: &Settings, args: &BenchDrainArgs) -> anyhow::Result
             "ratios": {
                 "freshness_p50_through_sink_vs_direct": ratio(p50_sink, p50_direct),
                 "freshness_p90_through_sink_vs_direct": ratio(p90_sink, p90_direct),
+                "agent_send_lag_p50_through_sink_vs_direct": opt_ratio(lag_sink, lag_direct),
                 "first_sample_through_sink_vs_direct": opt_ratio(first_sink, first_direct),
                 "drain_through_sink_vs_direct": ratio(drain_sink, drain_direct),
                 "drain_through_sink_vs_scrape_interval_plus_deadline_plus_half_second": ratio(drain_sink, drain_goal),
@@ -627,6 +676,15 @@ pub async fn drain(settings: &Settings, args: &BenchDrainArgs) -> anyhow::Result
             p90_sink.as_secs_f64(),
             ratio(p90_sink, p90_direct),
             p90_direct.as_secs_f64()
+        );
+        let or_q = |d: Option<Duration>| d.map(|d| format!("{:.2}s", d.as_secs_f64())).unwrap_or_else(|| "?".into());
+        println!(
+            "    of which in the agent, through the sink: newest appended sample {} old, sending {} behind it \
+             (straight: {}, {}); the rest is VictoriaMetrics making rows searchable",
+            or_q(appended_sink),
+            or_q(lag_sink),
+            or_q(appended_direct),
+            or_q(lag_direct)
         );
         if let (Some(s), Some(d)) = (first_sink, first_direct) {
             println!(
