@@ -245,10 +245,14 @@ fn prometheus_is_scaled_down(fake: &FakeApiServer) {
     assert!(!labels.contains_key("greenflow_run") && labels.contains_key("greenflow_deployment"), "{labels:?}");
 }
 
+/// The series `promql` selects now, newest samples included: asked for a minute past now, so that
+/// VictoriaMetrics' `-search.latencyOffset` does not hide a marker written a moment ago.
 async fn query(vm: &Vm, promql: &str) -> Vec<Value> {
     let sink = SinkClient::new(vm.base.clone(), None);
     sink.force_flush().await.unwrap();
-    sink.query(promql).await.unwrap().into_iter().map(|s| serde_json::to_value(s.metric).unwrap()).collect()
+    let later = time::OffsetDateTime::now_utc().unix_timestamp() as f64 + 60.0;
+    let samples = sink.query_at(promql, Some(later)).await.unwrap();
+    samples.into_iter().map(|s| serde_json::to_value(s.metric).unwrap()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
