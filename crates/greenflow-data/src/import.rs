@@ -44,6 +44,7 @@ pub async fn import_verified(
     merge: bool,
 ) -> Result<(Manifest, Imported), ArchiveError> {
     let (scratch, held) = snapshot(target, &manifest).await?;
+    tracing::debug!(samples = held.iter().map(|p| p.samples).sum::<u64>(), "read what the sink holds of the run");
     if same(&held, &manifest.files) {
         return Ok((manifest, Imported::AlreadyThere));
     }
@@ -82,11 +83,13 @@ pub async fn import_verified(
             target.import(body).await?;
         }
     }
+    tracing::debug!(samples = manifest.samples, "written; reading the run back");
     // VictoriaMetrics makes what it took readable within a second or so; force_flush asks for it now.
     let mut difference = String::new();
-    for _ in 0..30 {
+    for attempt in 0..30 {
         target.force_flush().await;
         let (scratch, parts) = snapshot(target, &manifest).await?;
+        tracing::debug!(attempt, "read back");
         if same(&parts, &manifest.files) {
             return Ok((manifest, Imported::Written));
         }

@@ -241,14 +241,20 @@ pub async fn data(settings: &Settings, args: &BenchDataArgs) -> anyhow::Result<u
         None => None,
     };
     let (mut copy_ours, mut copy_vmctl) = (Vec::new(), Vec::new());
+    // Where our copy's time goes: making the archive (export, canonical parts, checksums) and importing it
+    // (checksums, the write, the read-back that compares the sink's copy with the manifest).
+    let (mut archive_part, mut import_part) = (Vec::new(), Vec::new());
     let mut archive_dir = None;
     for round in 0..args.rounds {
         let target = BareVm::start(&vm_binary, &dir.path().join(format!("target-{round}"))).await?;
         let out = dir.path().join(format!("archive-{round}"));
         let started = Instant::now();
         let (made, _) = archive::create(&source.endpoint(), &big.record, big.window, &out, &mut |_| {}).await?;
+        let archived = started.elapsed().as_secs_f64();
         greenflow_data::import(&made.dir, &target.endpoint(), false).await?;
         copy_ours.push(started.elapsed().as_secs_f64());
+        archive_part.push(archived);
+        import_part.push(started.elapsed().as_secs_f64() - archived);
         drop(target);
         archive_dir = Some(made.dir);
         if let Some(vmctl) = &vmctl {
@@ -323,6 +329,8 @@ pub async fn data(settings: &Settings, args: &BenchDataArgs) -> anyhow::Result<u
         },
         "copy": {
             "archive_import_seconds_median": median_f64(&mut copy_ours.clone()),
+            "archive_seconds_median": median_f64(&mut archive_part),
+            "import_seconds_median": median_f64(&mut import_part),
             "vmctl_vm_native_seconds_median": median_f64(&mut copy_vmctl.clone()),
             "speed_ratio_vs_vmctl": if copy_vmctl.is_empty() { None } else { ratio(&mut copy_vmctl, &mut copy_ours) },
             "vmctl": vmctl,
@@ -351,9 +359,12 @@ pub async fn data(settings: &Settings, args: &BenchDataArgs) -> anyhow::Result<u
             small.samples
         );
         println!(
-            "copy        archive + import {}x as fast as vmctl vm-native{}",
+            "copy        archive + import {}x as fast as vmctl vm-native{} (archive {}s, import {}s, vmctl {}s)",
             f(&report["copy"]["speed_ratio_vs_vmctl"]),
-            if vmctl.is_none() { " (vmctl not found: not measured)" } else { "" }
+            if vmctl.is_none() { " (vmctl not found: not measured)" } else { "" },
+            f(&report["copy"]["archive_seconds_median"]),
+            f(&report["copy"]["import_seconds_median"]),
+            f(&report["copy"]["vmctl_vm_native_seconds_median"])
         );
         println!(
             "nar hash    {}x as fast as nix hash path{}",
