@@ -10,7 +10,6 @@
 //! (not JSON), 1.1xx `"Infinity"`, and series come in no fixed order.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use serde::Deserialize;
 
@@ -64,8 +63,10 @@ impl<'de> Deserialize<'de> for RawValue {
     }
 }
 
-/// Parses one exported line into its labels and samples. Takes every spelling VictoriaMetrics versions write for
-/// the values JSON has no number for.
+/// Parses one exported line into its labels and samples, values as written (rounding to the canonical
+/// [`SIGNIFICANT_DIGITS`] happens when a line is rendered: rounding keeps the order of values, so sorting before or
+/// after it gives the same lines). Takes every spelling VictoriaMetrics versions write for the values JSON has no
+/// number for.
 pub fn parse_line(line: &str) -> Result<(Labels, Vec<Sample>), ArchiveError> {
     let quoted = quote_bare_specials(line);
     let parsed: Line = serde_json::from_str(&quoted)
@@ -79,7 +80,7 @@ pub fn parse_line(line: &str) -> Result<(Labels, Vec<Sample>), ArchiveError> {
     let mut samples = Vec::with_capacity(parsed.values.len());
     for (value, timestamp) in parsed.values.into_iter().zip(parsed.timestamps) {
         let value = match value {
-            RawValue::Number(v) => canonical_value(v),
+            RawValue::Number(v) => v,
             RawValue::Text(text) => special(&text).ok_or_else(|| ArchiveError::BadExport {
                 reason: format!("`{text}` is not a sample value"),
                 excerpt: line.chars().take(120).collect(),
@@ -164,7 +165,7 @@ pub fn render_line(labels: &Labels, samples: &[Sample], spelling: ValueSpelling)
         if i > 0 {
             out.push(',');
         }
-        let _ = write!(out, "{timestamp}");
+        out.push_str(itoa::Buffer::new().format(*timestamp));
     }
     out.push_str("]}");
     out

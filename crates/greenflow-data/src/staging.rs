@@ -239,7 +239,7 @@ async fn fetch_part(source: &VmEndpoint, selector: &str, from: i64, to: i64) -> 
         })?;
         let Some(chunk) = chunk else { break };
         let mut rest: &[u8] = &chunk;
-        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        while let Some(end) = memchr::memchr(b'\n', rest) {
             pending.extend_from_slice(&rest[..end]);
             rest = &rest[end + 1..];
             samples += count_samples(&pending);
@@ -276,10 +276,10 @@ async fn fetch_part(source: &VmEndpoint, selector: &str, from: i64, to: i64) -> 
 /// Samples in an exported line, counted without parsing it: the commas of its `timestamps` array, plus one.
 pub(crate) fn count_samples(line: &[u8]) -> u64 {
     const KEY: &[u8] = b"\"timestamps\":[";
-    let Some(at) = line.windows(KEY.len()).rposition(|w| w == KEY) else { return 0 };
+    let Some(at) = memchr::memmem::rfind(line, KEY) else { return 0 };
     let list = &line[at + KEY.len()..];
-    let list = &list[..list.iter().position(|&b| b == b']').unwrap_or(list.len())];
-    if list.iter().all(u8::is_ascii_whitespace) { 0 } else { list.iter().filter(|&&b| b == b',').count() as u64 + 1 }
+    let list = &list[..memchr::memchr(b']', list).unwrap_or(list.len())];
+    if list.iter().all(u8::is_ascii_whitespace) { 0 } else { memchr::memchr_iter(b',', list).count() as u64 + 1 }
 }
 
 /// A writer that hashes and counts what passes through.
