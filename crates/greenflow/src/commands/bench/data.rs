@@ -152,6 +152,30 @@ pub async fn export_child(args: &BenchExportChildArgs) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
+/// The JSON-lines floor of a copy: the run's `/api/v1/export` in one request, handed as it streams to the
+/// target's `/api/v1/import`, then a force flush; nothing checked, nothing kept. Seconds.
+async fn plain_json_copy(source: &BareVm, target: &BareVm, run: &SyntheticRun) -> anyhow::Result<f64> {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let export = http
+        .get(format!("{}/api/v1/export", source.url))
+        .query(&[
+            ("match[]", archive::run_selector(&run.record)),
+            ("start", (run.window.from_ms / 1000).to_string()),
+            ("end", (run.window.to_ms / 1000).to_string()),
+        ])
+        .send()
+        .await?
+        .error_for_status()?;
+    http.post(format!("{}/api/v1/import", target.url))
+        .body(reqwest::Body::wrap_stream(export.bytes_stream()))
+        .send()
+        .await?
+        .error_for_status()?;
+    target.endpoint().force_flush().await;
+    Ok(started.elapsed().as_secs_f64())
+}
+
 /// A plain download of the run's `/api/v1/export` in one request, to a file: seconds and bytes.
 async fn plain_download(vm: &BareVm, run: &SyntheticRun, out: &Path) -> anyhow::Result<(f64, u64)> {
     use std::io::Write;
@@ -244,6 +268,7 @@ pub async fn data(settings: &Settings, args: &BenchDataArgs) -> anyhow::Result<u
     // Where our copy's time goes: making the archive (export, canonical parts, checksums) and importing it
     // (checksums, the write, the read-back that compares the sink's copy with the manifest).
     let (mut archive_part, mut import_part) = (Vec::new(), Vec::new());
+    let mut copy_plain = Vec::new();
     let mut archive_dir = None;
     for round in 0..args.rounds {
         let target = BareVm::start(&vm_binary, &dir.path().join(format!("target-{round}"))).await?;
@@ -289,6 +314,8 @@ pub async fn data(settings: &Settings, args: &BenchDataArgs) -> anyhow::Result<u
             }
             copy_vmctl.push(started.elapsed().as_secs_f64());
         }
+        let target = BareVm::start(&vm_binary, &dir.path().join(format!("plain-target-{round}"))).await?;
+        copy_plain.push(plain_json_copy(&source, &target, &big).await?);
     }
 
     eprintln!("NAR hash: greenflow vs nix hash path, {} rounds ...", args.rounds);
@@ -333,6 +360,9 @@ pub async fn data(settings: &Settings, args: &BenchDataArgs) -> anyhow::Result<u
             "import_seconds_median": median_f64(&mut import_part),
             "vmctl_vm_native_seconds_median": median_f64(&mut copy_vmctl.clone()),
             "speed_ratio_vs_vmctl": if copy_vmctl.is_empty() { None } else { ratio(&mut copy_vmctl, &mut copy_ours) },
+            "plain_json_copy_seconds_median": median_f64(&mut copy_plain.clone()),
+            "speed_ratio_vs_plain_json_copy": ratio(&mut copy_plain.clone(), &mut copy_ours),
+            "plain_json_copy_speed_ratio_vs_vmctl": if copy_vmctl.is_empty() { None } else { ratio(&mut copy_vmctl, &mut copy_plain) },
             "vmctl": vmctl,
         },
         "nar_hash": {
@@ -359,12 +389,16 @@ pub async fn data(settings: &Settings, args: &BenchDataArgs) -> anyhow::Result<u
             small.samples
         );
         println!(
-            "copy        archive + import {}x as fast as vmctl vm-native{} (archive {}s, import {}s, vmctl {}s)",
+            "copy        archive + import {}x as fast as vmctl vm-native{} (archive {}s, import {}s, vmctl {}s); \
+             {}x a plain JSON-lines export piped into an import ({}s, itself {}x vmctl)",
             f(&report["copy"]["speed_ratio_vs_vmctl"]),
             if vmctl.is_none() { " (vmctl not found: not measured)" } else { "" },
             f(&report["copy"]["archive_seconds_median"]),
             f(&report["copy"]["import_seconds_median"]),
-            f(&report["copy"]["vmctl_vm_native_seconds_median"])
+            f(&report["copy"]["vmctl_vm_native_seconds_median"]),
+            f(&report["copy"]["speed_ratio_vs_plain_json_copy"]),
+            f(&report["copy"]["plain_json_copy_seconds_median"]),
+            f(&report["copy"]["plain_json_copy_speed_ratio_vs_vmctl"])
         );
         println!(
             "nar hash    {}x as fast as nix hash path{}",
