@@ -157,16 +157,7 @@ pub async fn export_child(args: &BenchExportChildArgs) -> anyhow::Result<u8> {
 async fn plain_json_copy(source: &BareVm, target: &BareVm, run: &SyntheticRun) -> anyhow::Result<f64> {
     let http = reqwest::Client::new();
     let started = Instant::now();
-    let export = http
-        .get(format!("{}/api/v1/export", source.url))
-        .query(&[
-            ("match[]", archive::run_selector(&run.record)),
-            ("start", (run.window.from_ms / 1000).to_string()),
-            ("end", (run.window.to_ms / 1000).to_string()),
-        ])
-        .send()
-        .await?
-        .error_for_status()?;
+    let export = plain_export(&http, source, run).await?;
     http.post(format!("{}/api/v1/import", target.url))
         .body(reqwest::Body::wrap_stream(export.bytes_stream()))
         .send()
@@ -176,11 +167,9 @@ async fn plain_json_copy(source: &BareVm, target: &BareVm, run: &SyntheticRun) -
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// A plain download of the run's `/api/v1/export` in one request, to a file: seconds and bytes.
-async fn plain_download(vm: &BareVm, run: &SyntheticRun, out: &Path) -> anyhow::Result<(f64, u64)> {
-    use std::io::Write;
-    let started = Instant::now();
-    let mut response = reqwest::Client::new()
+/// The run's whole `/api/v1/export` in one request, as a user would ask for it.
+async fn plain_export(http: &reqwest::Client, vm: &BareVm, run: &SyntheticRun) -> anyhow::Result<reqwest::Response> {
+    Ok(http
         .get(format!("{}/api/v1/export", vm.url))
         .query(&[
             ("match[]", archive::run_selector(&run.record)),
@@ -189,7 +178,14 @@ async fn plain_download(vm: &BareVm, run: &SyntheticRun, out: &Path) -> anyhow::
         ])
         .send()
         .await?
-        .error_for_status()?;
+        .error_for_status()?)
+}
+
+/// A plain download of the run's `/api/v1/export` in one request, to a file: seconds and bytes.
+async fn plain_download(vm: &BareVm, run: &SyntheticRun, out: &Path) -> anyhow::Result<(f64, u64)> {
+    use std::io::Write;
+    let started = Instant::now();
+    let mut response = plain_export(&reqwest::Client::new(), vm, run).await?;
     let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(out)?);
     let mut bytes = 0u64;
     while let Some(chunk) = response.chunk().await? {
