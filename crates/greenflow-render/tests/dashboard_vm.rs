@@ -187,6 +187,33 @@ fn every_variable_is_used_by_something_else() {
 }
 
 #[test]
+fn a_run_link_opens_the_run_window_with_the_selections_kept() {
+    let dashboard: Value = serde_json::from_str(DASHBOARD_JSON).unwrap();
+    let table = dashboard["panels"].as_array().unwrap().iter().find(|p| p["type"] == "table").unwrap();
+    let renamed = &table["transformations"].as_array().unwrap().iter().find(|t| t["id"] == "organize").unwrap()["options"]
+        ["renameByName"];
+    let link = table["fieldConfig"]["overrides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["matcher"]["options"] == renamed["greenflow_run"])
+        .and_then(|o| o["properties"].as_array().unwrap().iter().find(|p| p["id"] == "links"))
+        .expect("the run column links")["value"][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(link.starts_with(&format!("/d/{}/", dashboard["uid"].as_str().unwrap())), "{link}");
+    assert!(link.contains("var-run=${__value.raw}"), "{link}");
+    // The padded window columns, by the names the table gives them.
+    for (value, param) in [("Value #C", "from"), ("Value #D", "to")] {
+        let field = renamed[value].as_str().unwrap();
+        assert!(link.contains(&format!("{param}=${{__data.fields[\"{field}\"]}}")), "{link}");
+    }
+    // A multi-valued variable goes into a URL as one parameter per value.
+    assert!(link.contains("${experiment:queryparam}") && link.contains("${baseline:queryparam}"), "{link}");
+}
+
+#[test]
 fn the_dashboard_lists_old_runs_and_overlays_them_on_real_data() {
     let vm = Vm::start();
     let now = now() / 10 * 10;
