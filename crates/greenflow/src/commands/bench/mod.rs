@@ -180,6 +180,16 @@ async fn first_sample(
     result
 }
 
+/// Now, in seconds since the epoch, as Prometheus writes sample timestamps.
+fn unix_now() -> f64 {
+    OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9
+}
+
+/// The median, or `None` for no values.
+fn median_or_none(values: &mut [Duration]) -> Option<Duration> {
+    (!values.is_empty()).then(|| median(values))
+}
+
 fn median(values: &mut [Duration]) -> Duration {
     values.sort();
     let n = values.len();
@@ -365,7 +375,7 @@ async fn watch_agent(addr: String, done: Arc<AtomicBool>, running: Arc<AtomicBoo
                 && let Ok(q) = parse_queue_metrics(&text, "greenflow-sink")
                 && q.highest_sent_timestamp > 0.0
             {
-                let now = OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;
+                let now = unix_now();
                 steps.appended_ages.push(Duration::from_secs_f64((now - q.highest_timestamp).max(0.0)));
                 let lag = q.highest_timestamp - q.highest_sent_timestamp;
                 steps.send_lags.push(Duration::from_secs_f64(lag.max(0.0)));
@@ -456,7 +466,7 @@ async fn measured_run(
                 if running.load(Ordering::SeqCst)
                     && let Ok(Some(newest)) = client.query_value(&query).await
                 {
-                    let now = OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;
+                    let now = unix_now();
                     ages.push(Duration::from_secs_f64((now - newest).max(0.0)));
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -540,8 +550,7 @@ impl PathRuns {
 
     /// Medians over the runs of the agent's two shares of the freshness: appended age, send lag.
     fn agent_medians(&mut self) -> (Option<Duration>, Option<Duration>) {
-        let or_none = |v: &mut Vec<Duration>| (!v.is_empty()).then(|| median(v));
-        (or_none(&mut self.appended_p50), or_none(&mut self.send_lag_p50))
+        (median_or_none(&mut self.appended_p50), median_or_none(&mut self.send_lag_p50))
     }
 
     fn medians(&mut self) -> (Duration, Duration, Duration, Option<Duration>, serde_json::Value) {
@@ -550,7 +559,7 @@ impl PathRuns {
             .zip(self.parts.iter_mut())
             .map(|(k, v)| (k.to_string(), json!(median_f64(v))))
             .collect::<serde_json::Map<_, _>>();
-        let first = (!self.first.is_empty()).then(|| median(&mut self.first));
+        let first = median_or_none(&mut self.first);
         (median(&mut self.drain), median(&mut self.p50), median(&mut self.p90), first, parts.into())
     }
 }
