@@ -19,6 +19,15 @@ pub struct InstantSample {
     pub value: f64,
 }
 
+/// One series of a range-query result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeSeries {
+    /// The series' labels.
+    pub metric: BTreeMap<String, String>,
+    /// (seconds since the epoch, value), in time order.
+    pub points: Vec<(f64, f64)>,
+}
+
 /// One series for [`SinkClient::import`]: labels (with `__name__`) and samples (timestamps in milliseconds).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ImportSeries {
@@ -52,6 +61,12 @@ struct ApiData {
     #[serde(rename = "resultType")]
     result_type: String,
     result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct MatrixItem {
+    metric: BTreeMap<String, String>,
+    values: Vec<(f64, String)>,
 }
 
 #[derive(Deserialize)]
@@ -205,32 +220,15 @@ impl SinkClient {
 
     /// Runs an instant query evaluated at `time` (seconds since the epoch; `None`: now).
     pub async fn query_at(&self, promql: &str, time: Option<f64>) -> Result<Vec<InstantSample>, SinkError> {
-        let url = format!("{}/api/v1/query", self.base);
-        let what = || format!("query `{promql}`");
         let mut params = vec![("query", promql.to_owned())];
         if let Some(time) = time {
             params.push(("time", format!("{time:.3}")));
         }
-        let response = self.get(&url).query(&params).send().await.map_err(|source| SinkError::Http {
-            what: what(),
-            url: url.clone(),
-            source,
-        })?;
-        let status = response.status();
-        if !status.is_success() && status.as_u16() != 400 && status.as_u16() != 422 {
-            return Err(SinkError::Status { what: what(), url, status: status.as_u16() });
-        }
-        let body: ApiResponse =
-            response.json().await.map_err(|source| SinkError::Http { what: what(), url: url.clone(), source })?;
-        if body.status != "success" {
-            return Err(SinkError::Answer { what: what(), url, detail: body.error.unwrap_or(body.status) });
-        }
-        let data =
-            body.data.ok_or_else(|| SinkError::Answer { what: what(), url: url.clone(), detail: "no data".into() })?;
+        let (what, url, data) = self.api("/api/v1/query", promql, &params).await?;
         match data.result_type.as_str() {
             "vector" => {
                 let items: Vec<VectorItem> = serde_json::from_value(data.result).map_err(|e| SinkError::Answer {
-                    what: what(),
+                    what: what.clone(),
                     url: url.clone(),
                     detail: e.to_string(),
                 })?;
@@ -245,13 +243,73 @@ impl SinkClient {
             }
             "scalar" => {
                 let (timestamp, value): (f64, String) = serde_json::from_value(data.result)
-                    .map_err(|e| SinkError::Answer { what: what(), url: url.clone(), detail: e.to_string() })?;
+                    .map_err(|e| SinkError::Answer { what, url, detail: e.to_string() })?;
                 Ok(vec![InstantSample { metric: BTreeMap::new(), timestamp, value: value.parse().unwrap_or(f64::NAN) }])
             }
-            other => {
-                Err(SinkError::Answer { what: what(), url, detail: format!("result type {other}, expected vector") })
-            }
+            other => Err(SinkError::Answer { what, url, detail: format!("result type {other}, expected vector") }),
         }
+    }
+
+    /// Runs a range query over `[start, end]` (seconds since the epoch) every `step` seconds; each series comes
+    /// with its points in time order.
+    pub async fn query_range(
+        &self,
+        promql: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> Result<Vec<RangeSeries>, SinkError> {
+        let params = [
+            ("query", promql.to_owned()),
+            ("start", format!("{start:.3}")),
+            ("end", format!("{end:.3}")),
+            ("step", format!("{step:.3}")),
+        ];
+        let (what, url, data) = self.api("/api/v1/query_range", promql, &params).await?;
+        if data.result_type != "matrix" {
+            let detail = format!("result type {}, expected matrix", data.result_type);
+            return Err(SinkError::Answer { what, url, detail });
+        }
+        let items: Vec<MatrixItem> =
+            serde_json::from_value(data.result).map_err(|e| SinkError::Answer { what, url, detail: e.to_string() })?;
+        Ok(items
+            .into_iter()
+            .map(|item| RangeSeries {
+                metric: item.metric,
+                points: item.values.into_iter().map(|(t, v)| (t, v.parse().unwrap_or(f64::NAN))).collect(),
+            })
+            .collect())
+    }
+
+    /// Calls a query endpoint and returns what was asked (for errors), the URL and the answer's data.
+    async fn api(
+        &self,
+        path: &str,
+        promql: &str,
+        params: &[(&str, String)],
+    ) -> Result<(String, String, ApiData), SinkError> {
+        let url = format!("{}{path}", self.base);
+        let what = format!("query `{promql}`");
+        let response = self.get(&url).query(params).send().await.map_err(|source| SinkError::Http {
+            what: what.clone(),
+            url: url.clone(),
+            source,
+        })?;
+        let status = response.status();
+        if !status.is_success() && status.as_u16() != 400 && status.as_u16() != 422 {
+            return Err(SinkError::Status { what, url, status: status.as_u16() });
+        }
+        let body: ApiResponse =
+            response.json().await.map_err(|source| SinkError::Http { what: what.clone(), url: url.clone(), source })?;
+        if body.status != "success" {
+            return Err(SinkError::Answer { what, url, detail: body.error.unwrap_or(body.status) });
+        }
+        let data = body.data.ok_or_else(|| SinkError::Answer {
+            what: what.clone(),
+            url: url.clone(),
+            detail: "no data".into(),
+        })?;
+        Ok((what, url, data))
     }
 
     /// The value of a query that yields at most one number (`count(...)`, `max(...)`); `None` for an empty result.

@@ -18,7 +18,7 @@ pub mod versions;
 pub mod vm_data;
 
 pub use binaries::{Program, parse_version};
-pub use client::{ImportSeries, InstantSample, SinkClient, promql_string};
+pub use client::{ImportSeries, InstantSample, RangeSeries, SinkClient, promql_string};
 pub use error::SinkError;
 pub use files::{dir_size, ensure_dir, load_or_generate_secret, tail_lines, write_private, write_public};
 pub use layout::{
