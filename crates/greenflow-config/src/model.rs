@@ -25,6 +25,8 @@ pub struct Config {
     pub run: RunConfig,
     /// Where data and state live.
     pub paths: PathsConfig,
+    /// What `greenflow report` computes beyond its defaults: energy per unit of work, the researcher's queries.
+    pub report: crate::report::ReportConfig,
 }
 
 impl Config {
@@ -134,9 +136,13 @@ impl Config {
         if let Some(proxy) = &self.local.proxy_url {
             problems.check(validate_proxy_url("local.proxy_url", proxy));
         }
+        for (i, target) in self.local.scrape_targets.iter().enumerate() {
+            problems.check(validate_scrape_target(&format!("local.scrape_targets[{i}]"), target));
+        }
         problems.check(self.cluster.validate());
         problems.check(self.run.validate());
         problems.check(self.remote_write.validate());
+        problems.check(self.report.validate());
         problems.finish()
     }
 }
@@ -223,6 +229,17 @@ fn validate_extra_args(args: &[String]) -> Result<(), ConfigError> {
 }
 
 /// Checks an HTTP proxy URL: `http://host:port` and nothing more (no credentials, no path).
+/// A scrape target is `host:port`, as Prometheus' `static_configs` take it.
+fn validate_scrape_target(key: &str, value: &str) -> Result<(), ConfigError> {
+    let fix = "give host:port of an endpoint serving /metrics, e.g. 127.0.0.1:9308 (no scheme, no path)";
+    let Some((host, port)) = value.rsplit_once(':') else { return Err(ConfigError::value(key, value, fix)) };
+    let host_ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || "-.[]:".contains(c));
+    if !host_ok || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(ConfigError::value(key, value, fix));
+    }
+    Ok(())
+}
+
 fn validate_proxy_url(key: &str, value: &str) -> Result<(), ConfigError> {
     refuse_user_info(value, key)?;
     let fix = "give an http://host:port proxy URL, e.g. http://127.0.0.1:1055";
@@ -490,6 +507,9 @@ pub struct LocalClusterConfig {
     /// An HTTP proxy the agent sends remote write through (`http://host:port`), the way the cluster's Prometheus
     /// goes through its Tailscale sidecar's proxy. None: straight to the sink.
     pub proxy_url: Option<String>,
+    /// The experiment's own metrics endpoints on this machine (`host:port`, serving `/metrics`), scraped beside
+    /// node-exporter as jobs `experiment-1`, `experiment-2`, ... (the cluster's ServiceMonitors do this there).
+    pub scrape_targets: Vec<String>,
 }
 
 impl Default for LocalClusterConfig {
@@ -501,6 +521,7 @@ impl Default for LocalClusterConfig {
             prometheus_port: 0,
             node_exporter_port: 0,
             proxy_url: None,
+            scrape_targets: Vec::new(),
         }
     }
 }

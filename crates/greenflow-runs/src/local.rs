@@ -156,10 +156,21 @@ impl LocalCluster {
         let config = render_agent_config(&sink_agent_input(
             settings,
             &labels,
-            vec![
+            [
                 ScrapeJob { name: "node-exporter".into(), target: node_exporter_listen.clone() },
                 ScrapeJob { name: "prometheus".into(), target: prometheus_listen.clone() },
-            ],
+            ]
+            .into_iter()
+            .chain(
+                settings
+                    .config
+                    .local
+                    .scrape_targets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, target)| ScrapeJob { name: format!("experiment-{}", i + 1), target: target.clone() }),
+            )
+            .collect(),
             remote_write_url,
             username,
             &password_file.to_string_lossy(),
