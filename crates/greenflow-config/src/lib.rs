@@ -10,6 +10,7 @@ mod env;
 mod error;
 mod model;
 mod paths;
+pub mod report;
 mod secret;
 mod suggest;
 
@@ -21,6 +22,7 @@ pub use model::{
     VictoriaMetricsConfig,
 };
 pub use paths::Paths;
+pub use report::{Aggregation, IdleConfig, QueryConfig, ReportConfig, WorkConfig};
 pub use secret::Secret;
 
 use std::path::{Path, PathBuf};

@@ -569,3 +569,31 @@ fn a_variable_greenflow_reads_must_be_utf8_and_others_are_left_out() {
         assert!(err.starts_with(name) && err.contains("UTF-8") && !err.contains("hunter2"), "{err}");
     }
 }
+
+#[test]
+fn report_settings_are_checked_where_they_are_written() {
+    let problem = |yaml: &str| Config::from_yaml(yaml).unwrap_err().to_string();
+    let err = problem("report:\n  queries:\n    - name: lag\n      query: kafka_lag\n");
+    assert!(err.contains("report.queries[0].query") && err.contains("greenflow_run=\"$run\""), "{err}");
+    let err = problem(
+        "report:\n  queries:\n    - {name: a, query: 'x{greenflow_run=\"$run\"}'}\n    - {name: a, query: 'y{greenflow_run=\"$run\"}'}\n",
+    );
+    assert!(err.contains("report.queries[1].name") && err.contains("another query has this name"), "{err}");
+    let err = problem("report:\n  queries:\n    - {name: a, query: 'x{greenflow_run=\"$run\"}', aggregation: p90}\n");
+    assert!(err.contains("p90") && err.contains("p95"), "the aggregations are listed: {err}");
+    let err = problem("report:\n  idle:\n    watts: 40\n    run: abc\n");
+    assert!(err.contains("report.idle") && err.contains("give one of"), "{err}");
+    let err = problem("report:\n  idle:\n    watts: -3\n");
+    assert!(err.contains("report.idle.watts"), "{err}");
+    let err = problem("report:\n  work:\n    query: messages_total\n");
+    assert!(err.contains("report.work.query"), "{err}");
+    let err = problem("local:\n  scrape_targets: [\"http://127.0.0.1:9308/metrics\"]\n");
+    assert!(err.contains("local.scrape_targets[0]") && err.contains("no scheme"), "{err}");
+
+    let config = Config::from_yaml(
+        "local:\n  scrape_targets: ['127.0.0.1:9308', 'kafka-exporter:9308']\nreport:\n  work:\n    query: 'm{greenflow_run=\"$run\"}'\n  idle:\n    run: 20261202T0850\n",
+    )
+    .unwrap();
+    assert_eq!(config.report.work.unwrap().unit, "unit", "the default unit");
+    assert_eq!(config.report.idle.unwrap().run.as_deref(), Some("20261202T0850"));
+}
