@@ -117,9 +117,11 @@ in
         # The chart-values tests (greenflow-cluster, binary `values`) read ../shared/reference, which lies outside
         # the repository and so outside the sandbox; so do the store-path tests of greenflow-data, which add to a
         # Nix store (none is writable in a build); and the real-helm tests (greenflow, binary `helm`), which need Helm 3
-        # and Helm 4 side by side where nixpkgs has one `kubernetes-helm` (the Debian CI installs both). Everything
-        # else runs here, the end-to-end tests included, on the sandbox's loopback.
-        cargoNextestExtraArgs = "--workspace --no-fail-fast -E 'not (package(greenflow-cluster) & binary(values)) & not (package(greenflow-data) & test(/store_path/)) & not (package(greenflow) & binary(helm))'";
+        # and Helm 4 side by side where nixpkgs has one `kubernetes-helm` (the Debian CI installs both); and the report
+        # tests (greenflow, binary `report`), which open the page in Chromium through chromedriver, not given to the
+        # sandbox (the Debian CI installs both). Everything else runs here, the end-to-end tests included, on the
+        # sandbox's loopback.
+        cargoNextestExtraArgs = "--workspace --no-fail-fast -E 'not (package(greenflow-cluster) & binary(values)) & not (package(greenflow-data) & test(/store_path/)) & not (package(greenflow) & binary(helm)) & not (package(greenflow) & binary(report))'";
         preCheck = ''
           export HOME="$TMPDIR"
         '';

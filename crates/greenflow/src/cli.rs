@@ -133,6 +133,21 @@ pub enum Command {
     ///   greenflow import DIR --sink http://127.0.0.1:8428       # a VictoriaMetrics of your own
     #[command(verbatim_doc_comment)]
     Import(ImportArgs),
+    /// Summarise and compare runs: figures over each run's window, energy per unit of work, plots, a page.
+    ///
+    /// Each RUN is a run id (a unique prefix is enough), read from the sink, or an archive directory made by
+    /// `greenflow archive`, loaded into a scratch VictoriaMetrics so a report can be rebuilt without a sink.
+    /// Writes report.html (self-contained, readable offline), report.md, summary.csv, report.json and
+    /// plots/*.svg|png. Plots put t = 0 at each run's start so runs overlay. Figures: node CPU, memory, network and
+    /// disk; power and energy from Kepler (zone="package") or Scaphandre when the run has them; `report.queries`
+    /// from greenflow.yaml; energy per unit of work with `report.work` and `report.idle`.
+    ///
+    /// Examples:
+    ///   greenflow report 20261202T0900                                   # one run, into `./report-<id>/`
+    ///   greenflow report 20261202T0900 20261202T1000 --baseline 20261202T0900 --out kafka-vs-redpanda/
+    ///   greenflow report archives/greenflow-run-kafka-baseline-20261202T090000Z-0a1b --json | jq '.rows | length'
+    #[command(verbatim_doc_comment)]
+    Report(ReportArgs),
     /// Measure greenflow against baselines run alongside (in a temporary directory; your sink is not touched).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -218,6 +233,23 @@ pub struct ArchiveVerifyArgs {
     #[arg(long, value_name = "HASH")]
     pub expect: Option<String>,
     /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `greenflow report RUN...`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run ids (unique prefixes) or archive directories; the table's columns, in this order.
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<String>,
+    /// The run the others are compared with (differences and ratios); added as the first column if not among RUN.
+    #[arg(long, value_name = "RUN")]
+    pub baseline: Option<String>,
+    /// The directory to write the report into (default: `./report-<first run id>`).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the report's figures as JSON on stdout (the files are written too).
     #[arg(long)]
     pub json: bool,
 }

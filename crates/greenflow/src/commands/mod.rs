@@ -9,6 +9,7 @@ mod docs;
 mod init;
 mod prometheus_config;
 mod render;
+mod report;
 mod run;
 mod runs;
 mod sink;
@@ -60,6 +61,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             None => data::archive(&settings, &args).await,
         },
         Command::Import(args) => data::import(&settings, &args).await,
+        Command::Report(args) => report::run(&settings, &args).await,
         Command::Bench(BenchCommand::Startup(args)) => bench::startup(&settings, &args).await,
         Command::Bench(BenchCommand::Drain(args)) => bench::drain(&settings, &args).await,
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(&settings, &args).await,
