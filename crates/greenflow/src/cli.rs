@@ -314,6 +314,34 @@ pub enum BenchCommand {
     ///   greenflow bench data --samples 1000000 --rounds 1 --json
     #[command(verbatim_doc_comment)]
     Data(BenchDataArgs),
+    /// The report of a long run against downloading its samples, on a synthetic cluster-sized run.
+    ///
+    /// A bare VictoriaMetrics holds a run of node-exporter's series per node (about 1100 each), Kepler's zones and a
+    /// work counter every 5 s; `greenflow report`'s queries, plots and files are timed against a plain download
+    /// of the run's /api/v1/export (what a notebook analysis starts with); medians.
+    ///
+    /// Examples:
+    ///   greenflow bench report                     # a 1-hour run of 10 nodes, 3 rounds
+    ///   greenflow bench report --duration 10m --nodes 3 --rounds 1 --json
+    #[command(verbatim_doc_comment)]
+    Report(BenchReportArgs),
+}
+
+/// `greenflow bench report`.
+#[derive(Debug, Args)]
+pub struct BenchReportArgs {
+    /// The synthetic run's length.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration, value_name = "D")]
+    pub duration: std::time::Duration,
+    /// Nodes in the synthetic cluster.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub nodes: usize,
+    /// Rounds of each measurement.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub rounds: u32,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `greenflow bench data`.

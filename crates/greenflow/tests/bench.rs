@@ -125,3 +125,15 @@ fn bench_data_json_at_a_tiny_sizing() {
         report["nar_hash"]["speed_ratio_vs_nix"].is_number()
     );
 }
+
+#[test]
+fn bench_report_json_at_a_tiny_sizing_finds_the_generated_figures() {
+    let project = Project::new();
+    let out = project.ok(&["bench", "report", "--duration", "2m", "--nodes", "2", "--rounds", "2", "--json"]);
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"));
+    assert_eq!(report["figures_as_generated"], true, "{report}");
+    assert!(report["samples"].as_u64().unwrap() > 2 * 1000 * 24, "{report}");
+    assert!(number(&report["report_seconds"], "report") >= number(&report["report_queries_seconds"], "queries"));
+    assert!(number(&report["download_over_report"], "ratio") > 0.0);
+    assert!(number(&report["download_bytes"], "bytes") > 1e6);
+}

@@ -226,7 +226,21 @@ fn a_report_of_two_runs_gives_known_energy_figures_from_the_sink_and_from_archiv
     set_config(&project, &config(&exporter, &dirs[0]));
     let from_archive =
         json(&project.ok(&["report", &dirs[1], "--baseline", &dirs[0], "--out", "from-archive", "--json"]));
-    assert_eq!(figures(&from_archive), figures(&from_sink), "the archive gives the sink's numbers");
+    // The same numbers, to the last digits an archive keeps: it holds values to 15 significant digits, and
+    // VictoriaMetrics 1.79 keeps more of what remote write sends, so a rate may differ in its last bits.
+    let (archived, sunk) = (figures(&from_archive), figures(&from_sink));
+    assert_eq!(archived.len(), sunk.len());
+    for (a, s) in archived.iter().zip(&sunk) {
+        assert_eq!((&a.0, &a.1, &a.2), (&s.0, &s.1, &s.2));
+        for (x, y) in a.3.iter().zip(&s.3) {
+            match (x.as_f64(), y.as_f64()) {
+                (Some(x), Some(y)) => {
+                    assert!((x - y).abs() <= y.abs() * 1e-12, "{a:?} from the archive, {s:?} from the sink")
+                }
+                _ => assert_eq!(x, y, "{a:?} from the archive, {s:?} from the sink: missing in both or in neither"),
+            }
+        }
+    }
     assert!(from_archive["runs"][1]["origin"].as_str().unwrap().starts_with("archive "), "{from_archive:#}");
 
     let screenshot = open_in_chromium(&dir.join("report.html"));

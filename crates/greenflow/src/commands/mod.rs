@@ -66,6 +66,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Bench(BenchCommand::Drain(args)) => bench::drain(&settings, &args).await,
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(&settings, &args).await,
         Command::Bench(BenchCommand::Data(args)) => bench::data(&settings, &args).await,
+        Command::Bench(BenchCommand::Report(args)) => bench::report(&settings, &args).await,
     }
 }
 

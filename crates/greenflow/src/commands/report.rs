@@ -77,7 +77,7 @@ impl Inputs<'_> {
                     scrape_interval: scrape_interval(settings, &record),
                     record: *record,
                     client: self.sink.clone().unwrap_or_else(|| unreachable!("set above")),
-                    origin: "the sink".into(),
+                    origin: SINK_ORIGIN.into(),
                 })
             }
             Source::Archive(dir) => {
@@ -100,6 +100,25 @@ impl Inputs<'_> {
         }
     }
 }
+
+/// Waits until the sink shows a just-ended run's last points: VictoriaMetrics answers a range query's points newer
+/// than now minus `-search.latencyOffset` with the point before (`adjustLastPoints` in its
+/// app/vmselect/promql/eval.go), so a report made the second a run ends would read its end short.
+async fn wait_for_latency_offset(settings: &Settings, runs: &[RunInput], progress: &mut Progress) {
+    let offset = settings.config.sink.victoria_metrics.search_latency_offset + Duration::from_millis(500);
+    let newest_end = runs.iter().filter(|r| r.origin == SINK_ORIGIN).filter_map(|r| r.record.end).max();
+    let Some(end) = newest_end else { return };
+    let ready = end + offset;
+    let now = time::OffsetDateTime::now_utc();
+    if ready > now {
+        progress
+            .set("waiting for the sink to show the run's last points (sink.victoria_metrics.search_latency_offset)");
+        tokio::time::sleep((ready - now).try_into().unwrap_or_default()).await;
+    }
+}
+
+/// `RunInput::origin` of a run read from the sink.
+const SINK_ORIGIN: &str = "the sink";
 
 /// `greenflow report RUN...`.
 pub async fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<u8> {
@@ -137,6 +156,7 @@ pub async fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<u8> {
             (None, Some(source)) => Some(Idle::Run(Box::new(inputs.input(source, &mut progress).await?))),
             (None, None) => None,
         };
+        wait_for_latency_offset(settings, &runs, &mut progress).await;
         let request = ReportRequest { runs, baseline, config: settings.config.report.clone(), idle };
         let report = greenflow_report::build(&request, &mut |message| progress.set(message)).await?;
         let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("report-{}", report.runs[0].id)));

@@ -26,13 +26,13 @@ use crate::cli::{BenchDataArgs, BenchExportChildArgs};
 use crate::exit;
 
 /// A bare VictoriaMetrics for the benchmark, killed on drop.
-struct BareVm {
+pub(super) struct BareVm {
     _child: tokio::process::Child,
-    url: String,
+    pub(super) url: String,
 }
 
 impl BareVm {
-    async fn start(binary: &Path, data: &Path) -> anyhow::Result<Self> {
+    pub(super) async fn start(binary: &Path, data: &Path) -> anyhow::Result<Self> {
         let port = free_port()?;
         let child = tokio::process::Command::new(binary)
             .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
@@ -100,7 +100,7 @@ async fn load(vm: &BareVm, id: &str, series: u64, points: u64) -> anyhow::Result
     Ok(SyntheticRun { record: synthetic_record(id, window)?, window, samples: series * points })
 }
 
-async fn post(http: &reqwest::Client, url: &str, body: String) -> anyhow::Result<()> {
+pub(super) async fn post(http: &reqwest::Client, url: &str, body: String) -> anyhow::Result<()> {
     let response = http.post(format!("{url}/api/v1/import")).body(body).send().await?;
     if !response.status().is_success() {
         bail!("VictoriaMetrics refused the benchmark's data: {}", response.status());

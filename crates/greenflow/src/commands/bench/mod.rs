@@ -9,12 +9,15 @@
 //!
 //! - `greenflow bench data` ([`mod@data`]): export throughput and memory, a run's copy between two VictoriaMetrics
 //!   and NAR hashing, against a plain download, `vmctl vm-native` and `nix hash path`.
+//! - `greenflow bench report` ([`mod@report`]): the report of a long cluster-sized run against downloading its
+//!   samples.
 //!
 //! Everything runs in a temporary directory on free loopback ports; the user's sink and data are not touched.
 
 mod data;
 mod ingest;
 mod probe;
+mod report;
 mod target;
 
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use time::OffsetDateTime;
 
 pub use self::data::{data, export_child};
 pub use self::ingest::ingest;
+pub use self::report::report;
 use crate::cli::{BenchDrainArgs, BenchStartupArgs};
 use crate::exit;
 
