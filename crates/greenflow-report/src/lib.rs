@@ -226,6 +226,9 @@ async fn evaluate_run(
     if let Some(kind) = power.kind {
         queries.push(kind.query());
     }
+    if power.kind == Some(queries::PowerSourceKind::Kepler) {
+        queries.push(queries::kepler_namespace_query());
+    }
     queries.extend(work_query(config));
     queries.extend(queries::user_queries(&config.queries));
     let values = evaluate::evaluate(input, &window, &queries).await?;
@@ -237,6 +240,7 @@ async fn evaluate_run(
 fn all_queries(config: &ReportConfig) -> Vec<ReportQuery> {
     let mut queries = queries::node_queries();
     queries.push(queries::PowerSourceKind::Kepler.query());
+    queries.push(queries::kepler_namespace_query());
     queries.extend(work_query(config));
     queries.extend(queries::user_queries(&config.queries));
     queries

@@ -145,6 +145,28 @@ impl PowerSourceKind {
     }
 }
 
+/// Kepler's power per Kubernetes namespace (`kepler_pod_cpu_watts`, `kepler_pod_cpu_joules_total`, package zone),
+/// one row per namespace; missing where Kepler exports no pod figures.
+pub fn kepler_namespace_query() -> ReportQuery {
+    ReportQuery {
+        key: "power-by-namespace".into(),
+        name: "Power by namespace".into(),
+        unit: "W".into(),
+        plot: "sum by (pod_namespace) (kepler_pod_cpu_watts{greenflow_run=\"$run\",zone=\"package\"})".into(),
+        figures: vec![
+            Figure::points(Aggregation::Mean, "W"),
+            Figure {
+                label: "energy".into(),
+                unit: "J".into(),
+                kind: FigureKind::AtEnd(
+                    "sum by (pod_namespace) (increase(kepler_pod_cpu_joules_total{greenflow_run=\"$run\",zone=\"package\"}[$window]))"
+                        .into(),
+                ),
+            },
+        ],
+    }
+}
+
 /// The power query's key: the energy figures read its mean.
 pub const POWER_KEY: &str = "power";
 

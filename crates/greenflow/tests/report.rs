@@ -50,10 +50,17 @@ impl Synthetic {
              # TYPE kepler_node_cpu_joules_total counter\n\
              kepler_node_cpu_joules_total{{zone=\"package\"}} {} {ms}\n\
              kepler_node_cpu_joules_total{{zone=\"dram\"}} {} {ms}\n\
+             # TYPE kepler_pod_cpu_watts gauge\n\
+             kepler_pod_cpu_watts{{pod_namespace=\"kafka\",pod_name=\"kafka-0\",zone=\"package\"}} {} {ms}\n\
+             kepler_pod_cpu_watts{{pod_namespace=\"kafka\",pod_name=\"kafka-1\",zone=\"package\"}} {} {ms}\n\
+             kepler_pod_cpu_watts{{pod_namespace=\"monitoring\",pod_name=\"prometheus-0\",zone=\"package\"}} 5 {ms}\n\
+             kepler_pod_cpu_watts{{pod_namespace=\"kafka\",pod_name=\"kafka-0\",zone=\"dram\"}} 7 {ms}\n\
              # TYPE experiment_messages_total counter\n\
              experiment_messages_total {} {ms}\n",
             COUNTER_BASE + watts * t,
             COUNTER_BASE + 20.0 * t,
+            watts * 0.3,
+            watts * 0.2,
             COUNTER_BASE + rate * t
         )
     }
@@ -175,6 +182,18 @@ fn a_report_of_two_runs_gives_known_energy_figures_from_the_sink_and_from_archiv
     assert_close(figure(&from_sink, "power", "mean", 1), 150.0, "kafka's mean power");
     assert_close(figure(&from_sink, "power", "mean", 0), 50.0, "idle's mean power");
     assert_close(figure(&from_sink, "work", "throughput", 1), 1000.0, "kafka's throughput");
+    // Power per namespace: Kepler's pods summed by namespace, package zone only.
+    let namespace = |ns: &str| {
+        let rows = from_sink["rows"].as_array().unwrap();
+        let row = rows.iter().find(|r| {
+            r["query_key"] == "power-by-namespace"
+                && r["figure"] == "mean"
+                && r["series"] == format!("{{pod_namespace=\"{ns}\"}}")
+        });
+        row.unwrap_or_else(|| panic!("no power row for namespace {ns}: {from_sink:#}"))["values"][1].as_f64()
+    };
+    assert_close(namespace("kafka"), 150.0 * 0.5, "kafka's pods");
+    assert_close(namespace("monitoring"), 5.0, "monitoring's pods");
     let done = figure(&from_sink, "work", "done", 1).unwrap();
     let length = from_sink["runs"][1]["duration_seconds"].as_f64().unwrap();
     assert!(done > 1000.0 * 5.0 && done <= 1000.0 * length, "{done} messages in a {length} s run");
