@@ -44,14 +44,6 @@ pub enum ReportError {
         /// The run id.
         run: String,
     },
-    /// The idle baseline names a run the report does not have.
-    #[error(
-        "report.idle.run `{run}` is neither among the report's runs nor a run record here; give its id or archive directory, or use report.idle.watts"
-    )]
-    IdleRunUnknown {
-        /// The configured run.
-        run: String,
-    },
 }
 
 impl ReportError {
