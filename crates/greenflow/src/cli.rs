@@ -135,17 +135,18 @@ pub enum Command {
     Import(ImportArgs),
     /// Summarise and compare runs: figures over each run's window, energy per unit of work, plots, a page.
     ///
-    /// Each RUN is a run id (a unique prefix is enough), read from the sink, or an archive directory made by
-    /// `greenflow archive`, loaded into a scratch VictoriaMetrics so a report can be rebuilt without a sink.
-    /// Writes report.html (self-contained, readable offline), report.md, summary.csv, report.json and
-    /// plots/*.svg|png. Plots put t = 0 at each run's start so runs overlay. Figures: node CPU, memory, network and
-    /// disk; power and energy from Kepler (zone="package") or Scaphandre when the run has them; `report.queries`
-    /// from greenflow.yaml; energy per unit of work with `report.work` and `report.idle`.
+    /// Each RUN is a run id (a unique prefix is enough), read from the sink, or an archive
+    /// directory made by `greenflow archive`, loaded into a scratch VictoriaMetrics: a report
+    /// can be rebuilt without a sink. Writes report.html (self-contained, readable offline),
+    /// report.md, summary.csv, report.json and plots/*.svg|png; plots put t = 0 at each run's
+    /// start so runs overlay. Figures: node CPU, memory, network and disk; power and energy
+    /// from Kepler (zone="package") or Scaphandre when the run has them; `report.queries` from
+    /// greenflow.yaml; energy per unit of work with `report.work` and `report.idle`.
     ///
     /// Examples:
-    ///   greenflow report 20261202T0900                                   # one run, into `./report-<id>/`
-    ///   greenflow report 20261202T0900 20261202T1000 --baseline 20261202T0900 --out kafka-vs-redpanda/
-    ///   greenflow report archives/greenflow-run-kafka-baseline-20261202T090000Z-0a1b --json | jq '.rows | length'
+    ///   greenflow report 20261202T0900                  # one run, into ./report-ID/
+    ///   greenflow report 20261202T0900 20261202T1000 --baseline 20261202T0900 --out cmp/
+    ///   greenflow report archives/greenflow-run-kafka-20261202T090000Z-0a1b --json
     #[command(verbatim_doc_comment)]
     Report(ReportArgs),
     /// Measure greenflow against baselines run alongside (in a temporary directory; your sink is not touched).
@@ -316,9 +317,11 @@ pub enum BenchCommand {
     Data(BenchDataArgs),
     /// The report of a long run against downloading its samples, on a synthetic cluster-sized run.
     ///
-    /// A bare VictoriaMetrics holds a run of node-exporter's series per node (about 1100 each), Kepler's zones and a
-    /// work counter every 5 s; `greenflow report`'s queries, plots and files are timed against a plain download
-    /// of the run's /api/v1/export (what a notebook analysis starts with); medians.
+    /// A bare VictoriaMetrics holds a run of node-exporter's series per node (about 1100
+    /// each), Kepler's zones and a work counter every 5 s. `greenflow report`'s queries,
+    /// plots and files (first round; later ones read VictoriaMetrics' cache) are timed
+    /// against a plain download of the run's /api/v1/export, what a notebook analysis
+    /// starts with; the figures found are checked against those generated.
     ///
     /// Examples:
     ///   greenflow bench report                     # a 1-hour run of 10 nodes, 3 rounds
