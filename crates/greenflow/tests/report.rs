@@ -279,6 +279,24 @@ fn a_report_refuses_bad_input_before_it_starts_anything() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("without manifest.json"), "{}", describe(&output));
 
+    // A recorded run with the sink down: one line saying how to get a report anyway.
+    let runs = project.data_dir().join("runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    let record = serde_json::json!({
+        "format_version": 1, "id": "20261201T090000Z-0a1b", "name": "kafka", "status": "complete", "backend": "local",
+        "start": "2026-12-01T09:00:00Z", "end": "2026-12-01T09:10:00Z", "labels": {"greenflow_run": "20261201T090000Z-0a1b"},
+    });
+    std::fs::write(runs.join("20261201T090000Z-0a1b.json"), record.to_string()).unwrap();
+    let output = project.run(&["report", "20261201T0900", "--out", "r"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the sink does not answer") && stderr.contains("greenflow archive 20261201T090000Z-0a1b"),
+        "{stderr}"
+    );
+    assert!(!project.path().join("r").exists(), "no report is written");
+    std::fs::remove_dir_all(&runs).unwrap();
+
     set_config(&project, "report:\n  queries:\n    - name: lag\n      query: kafka_consumergroup_lag\n");
     let output = project.run(&["report", "x"]);
     assert!(!output.status.success());
