@@ -1,6 +1,7 @@
 //! Power sources against a real VictoriaMetrics (the report's own scratch, from `GREENFLOW_TEST_PROGRAMS`, else
 //! PATH): Scaphandre's microwatt and microjoule series become watts and joules; Kepler without its package zone is
-//! not used in its place (zones overlap) and the report says why; a run with neither has its power missing.
+//! not used in its place (zones overlap) and the report says why; a run with neither has its power missing, and
+//! being lossy, says so at the top of the page.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -49,12 +50,19 @@ fn series(id: &str, start: i64, end: i64, labels: &[(&str, &str)], value: impl F
 }
 
 #[tokio::test]
-async fn scaphandre_kepler_without_a_package_zone_and_no_source_at_all() {
+async fn scaphandre_kepler_without_a_package_zone_no_source_at_all_and_a_lossy_run() {
     let vm = ScratchVm::start(&victoria_metrics()).await.unwrap();
     let client = vm.client();
     let (scaph, s0, s1) = run("20261201T000000Z-5ca9");
     let (zones, z0, z1) = run("20261201T000000Z-d7a0");
-    let (bare, b0, b1) = run("20261201T000000Z-0000");
+    let (mut bare, b0, b1) = run("20261201T000000Z-0000");
+    bare.status = greenflow_runs::RunStatus::Lossy;
+    bare.drain = Some(
+        serde_json::from_value(serde_json::json!({
+            "outcome": "lossy", "seconds": 1.5, "samples_failed": 12, "samples_dropped": 3,
+        }))
+        .unwrap(),
+    );
     client
         .import(&[
             // 80 W, in Scaphandre's units; its energy counter starts far from zero.
@@ -105,4 +113,15 @@ async fn scaphandre_kepler_without_a_package_zone_and_no_source_at_all() {
     let energy = figure("power", "energy");
     assert!((energy[0].unwrap() - 8000.0).abs() < 1e-6, "{energy:?}");
     assert_eq!(figure("memory", "mean")[2], None, "MemAvailable is missing, so memory used is too");
+
+    // The lossy run says so at the top of the page and of the Markdown.
+    let out = tempfile::tempdir().unwrap();
+    let written = greenflow_report::write::write(&report, out.path()).unwrap();
+    let html = std::fs::read_to_string(&written.html).unwrap();
+    let banner = html.find("role=\"alert\"").expect("a banner");
+    assert!(banner < html.find("<h2>Runs</h2>").unwrap(), "the banner comes first");
+    assert!(html.contains("run 20261201T000000Z-0000 is lossy: 15 samples were lost"), "{html}");
+    let md = std::fs::read_to_string(&written.markdown).unwrap();
+    assert!(md.lines().nth(2).unwrap().starts_with("> **Warning:** run 20261201T000000Z-0000 is lossy"), "{md}");
+    assert!(md.contains("| Power | mean | 80 W | missing | missing |"), "{md}");
 }
