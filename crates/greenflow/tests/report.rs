@@ -295,6 +295,7 @@ fn a_report_refuses_bad_input_before_it_starts_anything() {
         "{stderr}"
     );
     assert!(!project.path().join("r").exists(), "no report is written");
+    assert!(!project.data_dir().join("secrets").exists(), "no password is minted for a sink that never ran");
     std::fs::remove_dir_all(&runs).unwrap();
 
     set_config(&project, "report:\n  queries:\n    - name: lag\n      query: kafka_consumergroup_lag\n");

@@ -57,16 +57,18 @@ impl Inputs<'_> {
             Source::Sink(record) => {
                 if self.sink.is_none() {
                     let urls = greenflow_sink::loopback_urls(settings);
-                    let password = greenflow_sink::sink_password(settings)?;
-                    let client =
-                        SinkClient::new(&urls.query_url, Some((settings.config.sink.username.clone(), password)));
-                    client.health().await.with_context(|| {
+                    let down = || {
                         format!(
                             "the sink does not answer at {}; start it (greenflow sink up) or report from an archive \
                              (greenflow archive {})",
                             urls.query_url, record.id
                         )
-                    })?;
+                    };
+                    // Only looks: a sink that never ran here gets no password minted by a report.
+                    let password = greenflow_sink::existing_sink_password(settings).with_context(down)?;
+                    let client =
+                        SinkClient::new(&urls.query_url, Some((settings.config.sink.username.clone(), password)));
+                    client.health().await.with_context(down)?;
                     // A run that just ended may have samples VictoriaMetrics took in but does not search yet.
                     if let Err(e) = client.force_flush().await {
                         tracing::debug!(error = %e, "force_flush failed");
