@@ -321,12 +321,31 @@ fn open_in_chromium(page: &Path) -> PathBuf {
     let driver = common::which_program("chromedriver")
         .expect("chromedriver is needed for the report's page test: scripts/install-deps installs chromium-driver");
     let port = common::free_port();
-    let mut child = std::process::Command::new(driver)
-        .arg(format!("--port={port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    /// chromedriver and its session, ended when the test ends, whether it passes or panics: the session's end
+    /// closes Chromium (killing the driver alone would leave Chromium running), then the driver is killed.
+    struct Driver {
+        child: std::process::Child,
+        session: Option<String>,
+    }
+    impl Drop for Driver {
+        fn drop(&mut self) {
+            if let Some(url) = self.session.take() {
+                let client = reqwest::blocking::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build();
+                let _ = client.map(|c| c.delete(url).send());
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+    let mut driver = Driver {
+        child: std::process::Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+        session: None,
+    };
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::blocking::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap();
     let call = |method: reqwest::Method, path: &str, body: Value| -> Value {
@@ -350,6 +369,7 @@ fn open_in_chromium(page: &Path) -> PathBuf {
         }}}}),
     );
     let id = session["sessionId"].as_str().unwrap().to_owned();
+    driver.session = Some(format!("{base}/session/{id}"));
     let url = format!("file://{}", page.canonicalize().unwrap().display());
     call(reqwest::Method::POST, &format!("/session/{id}/url"), serde_json::json!({ "url": url }));
     let script = "return new Promise(done => { const check = () => { \
@@ -379,9 +399,6 @@ fn open_in_chromium(page: &Path) -> PathBuf {
     use base64::Engine;
     let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
     assert!(bytes.starts_with(b"\x89PNG"));
-    let _ = http.delete(format!("{base}/session/{id}")).send();
-    let _ = child.kill();
-    let _ = child.wait();
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-two-runs.png");
     std::fs::write(&out, bytes).unwrap();
     out
