@@ -222,25 +222,20 @@ async fn evaluate_run(
         .ok_or_else(|| ReportError::NotEnded { run: input.record.id.to_string() })?;
     progress(&format!("querying run {} ({})", input.record.id, input.record.name));
     let power = evaluate::power_source(&input.client, input.record.id.as_str(), &window).await?;
-    let mut queries = queries::node_queries();
-    if let Some(kind) = power.kind {
-        queries.push(kind.query());
-    }
-    if power.kind == Some(queries::PowerSourceKind::Kepler) {
-        queries.push(queries::kepler_namespace_query());
-    }
-    queries.extend(work_query(config));
-    queries.extend(queries::user_queries(&config.queries));
+    let queries = queries_for(config, power.kind);
     let values = evaluate::evaluate(input, &window, &queries).await?;
     Ok((Evaluated { values, power }, window))
 }
 
-/// Every query a report can show, in table order (the power query's figures come from the Kepler form; the
-/// Scaphandre form has the same keys).
-fn all_queries(config: &ReportConfig) -> Vec<ReportQuery> {
+/// The queries of a run with power from `power`, in table order: the power queries only with a source, the
+/// per-namespace one only with Kepler's. `queries_for(config, Some(Kepler))` is every query a report can show
+/// (the Scaphandre power query has the Kepler one's keys).
+fn queries_for(config: &ReportConfig, power: Option<queries::PowerSourceKind>) -> Vec<ReportQuery> {
     let mut queries = queries::node_queries();
-    queries.push(queries::PowerSourceKind::Kepler.query());
-    queries.push(queries::kepler_namespace_query());
+    queries.extend(power.map(queries::PowerSourceKind::query));
+    if power == Some(queries::PowerSourceKind::Kepler) {
+        queries.push(queries::kepler_namespace_query());
+    }
     queries.extend(work_query(config));
     queries.extend(queries::user_queries(&config.queries));
     queries
@@ -285,8 +280,9 @@ pub async fn build(request: &ReportRequest, progress: &mut dyn FnMut(&str)) -> R
         }
     };
 
+    let all_queries = queries_for(&request.config, Some(queries::PowerSourceKind::Kepler));
     let mut rows = Vec::new();
-    for query in all_queries(&request.config) {
+    for query in &all_queries {
         for figure in &query.figures {
             let figure_key = (query.key.clone(), figure.label.clone());
             let mut series: Vec<String> = evaluated
@@ -303,7 +299,7 @@ pub async fn build(request: &ReportRequest, progress: &mut dyn FnMut(&str)) -> R
                     .iter()
                     .map(|e| e.values.figures.get(&figure_key).and_then(|m| m.get(&key)).copied())
                     .collect();
-                rows.push(row(&query, figure, &key, values));
+                rows.push(row(query, figure, &key, values));
             }
         }
     }
@@ -357,7 +353,7 @@ pub async fn build(request: &ReportRequest, progress: &mut dyn FnMut(&str)) -> R
         }
     }
 
-    let plots = all_queries(&request.config)
+    let plots = all_queries
         .into_iter()
         .map(|query| Plot {
             runs: evaluated.iter().map(|e| e.values.lines.get(&query.key).cloned().unwrap_or_default()).collect(),
